@@ -1,0 +1,207 @@
+"""Encoders under the FCN heads, each giving score sources at strides 8, 16 and 32.
+
+``vgg16`` is the reference trunk (conv1_1 ... fc7 with conv1_1's 100-pixel pad and
+ceil-mode pooling, net.py); ``mobilenet_v2`` and ``resnet50`` are
+keras.applications encoders for light or fast training, which have no reference
+to match. Also here: the Dense->Conv conversion of a classifier
+(:func:`convolutionalize`) and the ImageNet initialisation it enables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import keras
+from keras import layers
+
+from fcn_keras.models.layers import PadToMultiple
+
+# (filters, convolutions) per VGG16 block; every block ends in a 2x2/2 ceil-mode max pool.
+VGG16_BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
+REFERENCE_PAD = 100
+"""conv1_1's zero padding in the reference: it makes every input size alignable."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """How to build one encoder.
+
+    ``taps`` name the layers giving the stride 8/16/32 features of a
+    keras.applications model; ``reference`` marks the exact reference geometry
+    (100-pixel pad, crop offsets from the reference) instead of padding the input
+    to a multiple of 32 and upsampling with ``padding="same"``.
+    """
+
+    name: str
+    preprocessing: str
+    reference: bool = False
+    application: Callable | None = None
+    taps: tuple[str, str, str] = ()
+
+
+BACKBONES: dict[str, Backbone] = {
+    "vgg16": Backbone("vgg16", preprocessing="fcn", reference=True),
+    "mobilenet_v2": Backbone(
+        "mobilenet_v2",
+        preprocessing="tf",
+        application=keras.applications.MobileNetV2,
+        taps=("block_6_expand_relu", "block_13_expand_relu", "out_relu"),
+    ),
+    "resnet50": Backbone(
+        "resnet50",
+        preprocessing="caffe",
+        application=keras.applications.ResNet50,
+        taps=("conv3_block4_out", "conv4_block6_out", "conv5_block3_out"),
+    ),
+}
+
+
+def get_backbone(name: str) -> Backbone:
+    """Looks up a backbone by name, with an error that lists the known ones."""
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone={name!r}; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def vgg16_trunk(x) -> dict[int, object]:
+    """Applies the reference trunk conv1_1 ... drop7 to ``x``; returns features by stride.
+
+    Stride 8 is ``pool3``, 16 ``pool4`` and 32 ``drop7`` (fc7 after dropout).
+    """
+    x = layers.ZeroPadding2D(REFERENCE_PAD, name="pad1")(x)
+    features = {}
+    for block, (filters, convs) in enumerate(VGG16_BLOCKS, start=1):
+        for i in range(1, convs + 1):
+            padding = "valid" if (block, i) == (1, 1) else "same"
+            x = layers.Conv2D(filters, 3, padding=padding, activation="relu", name=f"conv{block}_{i}")(x)
+        # Caffe's pooling rounds up: "same" 2x2/2 pooling is exactly that.
+        x = layers.MaxPooling2D(2, 2, padding="same", name=f"pool{block}")(x)
+        features[2**block] = x
+    x = layers.Conv2D(4096, 7, padding="valid", activation="relu", name="fc6")(x)
+    x = layers.Dropout(0.5, name="drop6")(x)
+    x = layers.Conv2D(4096, 1, activation="relu", name="fc7")(x)
+    x = layers.Dropout(0.5, name="drop7")(x)
+    return {8: features[8], 16: features[16], 32: x}
+
+
+def application_trunk(backbone: Backbone, x, weights: str | None) -> dict[int, object]:
+    """Applies a keras.applications encoder to ``x`` padded to a multiple of 32."""
+    try:
+        app = backbone.application(include_top=False, weights=weights, input_shape=(None, None, 3))
+    except Exception as exc:  # keras raises several types for unreadable or mismatching files
+        raise ValueError(f"weights={weights!r} could not be loaded into {backbone.name}: {exc}") from exc
+    encoder = keras.Model(app.input, [app.get_layer(tap).output for tap in backbone.taps], name=backbone.name)
+    padded = PadToMultiple(32, name="pad_to_32")(x)
+    return dict(zip((8, 16, 32), encoder(padded)))
+
+
+def convolutionalize(model: keras.Model) -> keras.Model:
+    """Turns a classifier such as ``keras.applications.VGG16(include_top=True)`` fully convolutional.
+
+    The first ``Dense`` after ``Flatten`` becomes a valid convolution whose
+    kernel covers the flattened map (7x7 for VGG16), later ``Dense`` layers
+    become 1x1 convolutions; weights are copied (reshaped) and layer names and
+    activations are kept. The input becomes ``(None, None, channels)``: on the
+    classifier's own input size the output is ``(N, 1, 1, classes)`` equal to the
+    classifier's, on larger inputs a stride-32 map of them.
+
+    Example:
+        >>> vgg = keras.applications.VGG16(weights=None)
+        >>> fcn = convolutionalize(vgg)
+        >>> fcn.get_layer("fc1").kernel.shape
+        (7, 7, 512, 4096)
+    """
+    inputs = keras.Input((None, None, model.input_shape[-1]), name=model.layers[0].name)
+    x = inputs
+    flattened_shape = None
+    copies = []
+    for layer in model.layers[1:]:
+        if isinstance(layer, layers.Flatten):
+            flattened_shape = tuple(layer.input.shape[1:])
+            continue
+        if isinstance(layer, layers.Dense):
+            if flattened_shape is not None:
+                kh, kw, cin = flattened_shape
+                flattened_shape = None
+            else:
+                kh, kw, cin = 1, 1, layer.kernel.shape[0]
+            conv = layers.Conv2D(
+                layer.units, (kh, kw), activation=layer.activation, use_bias=layer.use_bias, name=layer.name
+            )
+            x = conv(x)
+            kernel = keras.ops.convert_to_numpy(layer.kernel).reshape(kh, kw, cin, layer.units)
+            copies.append((conv, [kernel] + [keras.ops.convert_to_numpy(w) for w in layer.weights[1:]]))
+        elif isinstance(layer, (layers.Conv2D, layers.MaxPooling2D, layers.AveragePooling2D, layers.Dropout,
+                                layers.Activation, layers.ReLU, layers.ZeroPadding2D)):
+            clone = layer.__class__.from_config(layer.get_config())
+            x = clone(x)
+            copies.append((clone, [keras.ops.convert_to_numpy(w) for w in layer.weights]))
+        else:
+            raise ValueError(
+                f"convolutionalize: layer {layer.name!r} ({type(layer).__name__}) has no convolutional equivalent"
+            )
+    result = keras.Model(inputs, x, name=f"{model.name}_convolutional")
+    for clone, values in copies:
+        clone.set_weights(values)
+    return result
+
+
+# keras.applications VGG16 layer -> reference layer.
+_VGG16_TO_REFERENCE = {
+    **{f"block{b}_conv{i}": f"conv{b}_{i}" for b, (_, n) in enumerate(VGG16_BLOCKS, 1) for i in range(1, n + 1)},
+    "fc1": "fc6",
+    "fc2": "fc7",
+}
+
+
+def load_vgg16_weights(fcn: keras.Model, weights: str) -> None:
+    """Initialises an FCN's conv1_1 ... fc7 from ImageNet VGG16 via :func:`convolutionalize`.
+
+    ``weights`` is ``"imagenet"`` (keras.applications downloads the file with
+    ``keras.utils.get_file``) or the path of a VGG16 weights file *with top*
+    (keras.applications' ``.h5`` layout, or a Keras 3 ``.weights.h5`` of
+    ``VGG16(include_top=True)``). A file that does not fit raises an error
+    naming the layer and both shapes.
+    """
+    if weights == "imagenet":
+        vgg = keras.applications.VGG16(include_top=True, weights="imagenet")
+    else:
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"weights file {weights!r} does not exist")
+        vgg = keras.applications.VGG16(include_top=True, weights=None)
+        _load_checked(vgg, weights)
+    converted = convolutionalize(vgg)
+    for source, target in _VGG16_TO_REFERENCE.items():
+        fcn.get_layer(target).set_weights(converted.get_layer(source).get_weights())
+
+
+def _load_checked(model: keras.Model, path: str) -> None:
+    """``model.load_weights(path)`` with an error naming the layer and shapes that do not fit."""
+    if path.endswith(".weights.h5"):
+        try:
+            model.load_weights(path)
+        except Exception as exc:
+            raise ValueError(f"weights file {path!r} does not fit {model.name}: {exc}") from exc
+        return
+    import h5py  # a dependency of keras
+
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        for layer in model.layers:
+            if not layer.weights:
+                continue
+            if layer.name not in group:
+                raise ValueError(f"weights file {path!r} has no weights for layer {layer.name!r} of {model.name}")
+            names = [n.decode() if isinstance(n, bytes) else n for n in group[layer.name].attrs["weight_names"]]
+            values = [np.asarray(group[layer.name][n]) for n in names]
+            expected = [tuple(w.shape) for w in layer.weights]
+            found = [v.shape for v in values]
+            if expected != found:
+                raise ValueError(
+                    f"weights file {path!r} does not fit layer {layer.name!r} of {model.name}: "
+                    f"the file has shapes {found}, the layer needs {expected}"
+                )
+            layer.set_weights(values)
