@@ -9,6 +9,11 @@ Sources:
     voc_source(root, split)                the same as a FileSource (file list, decoded lazily)
     write_synthetic_voc(root, num_images=16, seed=0, image_size=(96, 128))
                                            writes a small VOC-layout dataset of shapes
+    load_sbd(root, split="train") / sbd_source    SBD (cls/*.mat labels)
+    seg11valid_source(voc_root), train_aug_source(voc_root, sbd_root, split_file)
+    splits.make_seg11valid / make_train_aug / write_reference_splits / reference_split_path
+    load_folder(split_file, metadata="camvid") / folder_source, load_metadata
+                                           "image label" pair lists (CamVid layout)
 
 Pipelines:
     make_pipeline(data, training=..., batch_size=1, crop_size=None, preprocessing="fcn",
@@ -29,23 +34,35 @@ Example:
     ('float32', 'int32', 1)
 """
 
+from fcn_keras.data import splits
 from fcn_keras.data.decode import DataError, read_example, read_image, read_label
+from fcn_keras.data.folder import DatasetInfo, folder_source, load_folder, load_metadata
 from fcn_keras.data.pipeline import MEAN_RGB, augment, make_pipeline, preprocess
+from fcn_keras.data.sbd import load_sbd, sbd_source, seg11valid_source, train_aug_source
 from fcn_keras.data.source import FileSource
 from fcn_keras.data.synthetic import write_synthetic_voc
 from fcn_keras.data.voc import load_voc, voc_source
 
 __all__ = [
     "DataError",
+    "DatasetInfo",
     "FileSource",
     "MEAN_RGB",
     "augment",
+    "folder_source",
+    "load_folder",
+    "load_metadata",
+    "load_sbd",
     "load_voc",
     "make_pipeline",
     "preprocess",
     "read_example",
     "read_image",
     "read_label",
+    "sbd_source",
+    "seg11valid_source",
+    "splits",
+    "train_aug_source",
     "voc_source",
     "write_synthetic_voc",
 ]

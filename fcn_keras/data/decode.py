@@ -122,13 +122,31 @@ def label_to_indices(
     return label.astype(np.uint8)
 
 
+def read_sbd_mat(path: str | os.PathLike) -> np.ndarray:
+    """The class map of an SBD ``cls/<id>.mat`` file (``GTcls.Segmentation``), as stored."""
+    try:
+        from scipy.io import loadmat  # noqa: PLC0415 - only SBD needs SciPy
+    except ImportError:
+        raise ImportError("reading SBD .mat labels needs SciPy: pip install scipy") from None
+    if not os.path.isfile(path):
+        raise DataError(path, "label file is missing")
+    try:
+        segmentation = loadmat(str(path), squeeze_me=False)["GTcls"][0, 0]["Segmentation"]
+    except Exception as exc:  # broken or foreign .mat files fail in many ways
+        raise DataError(path, f"cannot read GTcls.Segmentation from SBD .mat label: {exc!r}") from None
+    if segmentation.ndim != 2:
+        raise DataError(path, f"GTcls.Segmentation has shape {segmentation.shape}, expected 2-D")
+    return segmentation
+
+
 def read_label(
     path: str | os.PathLike, num_classes: int | None = None, ignore_value: int | None = None
 ) -> np.ndarray:
     """Reads a label PNG as its raw class indices, ``uint8 [H, W]``.
 
-    Palette PNGs give their indices (not colours), greyscale PNGs their values.
-    RGB(A) colour labels are refused: they are colours, not indices.
+    Palette PNGs give their indices (not colours), greyscale PNGs their values,
+    SBD ``.mat`` files their ``GTcls.Segmentation`` map. RGB(A) colour labels
+    are refused: they are colours, not indices.
 
     Example:
         >>> from fcn_keras.palette import voc_palette
@@ -139,6 +157,8 @@ def read_label(
         >>> read_label(p, 21).tolist()
         [[0, 15, 255]]
     """
+    if str(path).endswith(".mat"):
+        return label_to_indices(read_sbd_mat(path), path, num_classes, ignore_value)
     image = _open(path, "label")
     if image.mode not in _INDEX_LABEL_MODES:
         raise DataError(

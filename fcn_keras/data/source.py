@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from fcn_keras.data.decode import DataError, read_example
-
-Reader = Callable[[str, str], "tuple[np.ndarray, np.ndarray]"]
-
 
 @dataclasses.dataclass(frozen=True)
 class FileSource:
@@ -30,8 +26,6 @@ class FileSource:
         num_classes: labels must hold values in ``[0, num_classes)`` or 255.
         ignore_value: a label value remapped to 255 (e.g. CamVid's 11), or None.
         class_names: optional names of the classes.
-        reader: optional ``reader(image_path, label_path) -> (image, label)``
-            replacing the PNG/JPEG reader (SBD's ``.mat`` labels use it).
 
     Example:
         >>> src = FileSource("demo", ("a",), ("a.jpg",), ("a.png",), num_classes=21)
@@ -46,7 +40,6 @@ class FileSource:
     num_classes: int | None = None
     ignore_value: int | None = None
     class_names: tuple[str, ...] | None = None
-    reader: Reader | None = None
 
     def __post_init__(self):
         if not (len(self.ids) == len(self.images) == len(self.labels)):
@@ -59,8 +52,6 @@ class FileSource:
 
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Reads example ``index`` as NumPy ``(image uint8 [H,W,3], label uint8 [H,W])``."""
-        if self.reader is not None:
-            return self.reader(self.images[index], self.labels[index])
         return read_example(self.images[index], self.labels[index], self.num_classes, self.ignore_value)
 
     def missing_files(self) -> list[str]:
