@@ -15,6 +15,10 @@ Sources:
     load_folder(split_file, metadata="camvid") / folder_source, load_metadata
                                            "image label" pair lists (CamVid layout)
 
+Prepared format (sharded TFRecords, the fast path for training):
+    prepare(source, out_dir, num_shards=None)  -> out_dir (idempotent, atomic, verified)
+    load_prepared(out_dir, with_ids=False)     -> tf.data.Dataset like load_voc
+
 Pipelines:
     make_pipeline(data, training=..., batch_size=1, crop_size=None, preprocessing="fcn",
                   scale_range=None, flip=True, jitter=False, seed=None, deterministic=False,
@@ -37,6 +41,7 @@ Example:
 from fcn_keras.data import splits
 from fcn_keras.data.decode import DataError, read_example, read_image, read_label
 from fcn_keras.data.folder import DatasetInfo, folder_source, load_folder, load_metadata
+from fcn_keras.data.prepared import load_prepared, prepare, read_manifest
 from fcn_keras.data.pipeline import MEAN_RGB, augment, make_pipeline, preprocess
 from fcn_keras.data.sbd import load_sbd, sbd_source, seg11valid_source, train_aug_source
 from fcn_keras.data.source import FileSource
@@ -52,10 +57,13 @@ __all__ = [
     "folder_source",
     "load_folder",
     "load_metadata",
+    "load_prepared",
     "load_sbd",
     "load_voc",
     "make_pipeline",
+    "prepare",
     "preprocess",
+    "read_manifest",
     "read_example",
     "read_image",
     "read_label",

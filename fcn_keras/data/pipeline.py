@@ -15,6 +15,7 @@ from typing import Callable
 
 import tensorflow as tf
 
+from fcn_keras.data.prepared import load_prepared
 from fcn_keras.data.source import FileSource
 from fcn_keras.palette import IGNORE_LABEL
 from fcn_keras.preprocessing import REFERENCE_BGR_MEAN
@@ -38,12 +39,15 @@ def _source_dataset(
 ) -> tf.data.Dataset:
     """Decoded ``(image uint8, label uint8)`` examples, sharded and (when training) shuffled."""
     reshuffle = dict(seed=seed, reshuffle_each_iteration=True)
+    shuffled = False
     if isinstance(data, (str, os.PathLike)):
-        from fcn_keras.data.prepared import load_prepared  # noqa: PLC0415 - optional format
-
-        data = load_prepared(data, input_context=input_context, shuffle_files=training, seed=seed)
-        input_context = None  # already sharded by file
-    if isinstance(data, FileSource):
+        # Shuffle shard order and serialized records: cheaper than shuffling decoded images.
+        shuffled = training and not cache
+        dataset = load_prepared(
+            data, input_context=input_context, shuffle_files=shuffled,
+            shuffle_buffer=(shuffle_buffer or 256) if shuffled else None, seed=seed,
+        )
+    elif isinstance(data, FileSource):
         source = data
         indices = source.index_dataset()
         if input_context is not None:
@@ -51,6 +55,7 @@ def _source_dataset(
         if training and not cache:
             # Shuffling file indices is free, so shuffle the whole split before decoding.
             indices = indices.shuffle(len(source), **reshuffle)
+            shuffled = True
         dataset = indices.map(source.decode, num_parallel_calls=AUTOTUNE, deterministic=True)
     elif isinstance(data, tf.data.Dataset):
         dataset = data
@@ -63,7 +68,7 @@ def _source_dataset(
         )
     if cache:
         dataset = dataset.cache(cache if isinstance(cache, str) else "")
-    if training and (cache or not isinstance(data, FileSource)):
+    if training and not shuffled:
         dataset = dataset.shuffle(shuffle_buffer or 256, **reshuffle)
     return dataset
 

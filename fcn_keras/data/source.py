@@ -65,6 +65,7 @@ class FileSource:
     def decode(self, index: tf.Tensor, with_ids: bool = False):
         """Decodes the example at a scalar int64 ``index`` tensor (for ``Dataset.map``)."""
 
+        @tf.autograph.experimental.do_not_convert
         def _read(i):
             return self.read(int(i))
 
