@@ -25,8 +25,10 @@ Pipelines:
                   cache=False, input_context=None, pad_to_batch=False)
         -> (images float32 [B, H, W, 3], labels int32 [B, H, W], 255 = ignore) for model.fit
 
-Errors:
+Errors and checks:
     DataError                              a ValueError whose message starts with the file
+    check_dataset(path_or_source, split=None, num_classes=None, metadata=None)
+        -> list[Problem]  every problem with its file (empty when clean); str(p) = "<file>: <problem>"
 
 Example:
     >>> import tempfile
@@ -39,6 +41,7 @@ Example:
 """
 
 from fcn_keras.data import splits
+from fcn_keras.data.check import Problem, check_dataset, check_source
 from fcn_keras.data.decode import DataError, read_example, read_image, read_label
 from fcn_keras.data.folder import DatasetInfo, folder_source, load_folder, load_metadata
 from fcn_keras.data.prepared import load_prepared, prepare, read_manifest
@@ -53,7 +56,10 @@ __all__ = [
     "DatasetInfo",
     "FileSource",
     "MEAN_RGB",
+    "Problem",
     "augment",
+    "check_dataset",
+    "check_source",
     "folder_source",
     "load_folder",
     "load_metadata",
