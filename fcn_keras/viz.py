@@ -241,6 +241,30 @@ def save_image(image, path: str | os.PathLike) -> Path:
     return path
 
 
+def save_prediction(image, mask, out_dir: str | os.PathLike, stem: str, palette=None,
+                    class_names: Sequence[str] | None = None, alpha: float = 0.5) -> dict[str, Path]:
+    """Writes a prediction three ways: ``<stem>_mask.png`` (raw class indices, greyscale),
+    ``<stem>_color.png`` (coloured) and ``<stem>_overlay.png`` (over the image, with a legend).
+
+    Returns ``{"mask": path, "color": path, "overlay": path}``.
+
+    Example:
+        >>> import tempfile
+        >>> paths = save_prediction(np.zeros((4, 4, 3), np.uint8), np.full((4, 4), 15), tempfile.mkdtemp(), "x")
+        >>> np.asarray(Image.open(paths["mask"]))[0, 0], Image.open(paths["color"]).getpixel((0, 0))
+        (np.uint8(15), (192, 128, 128))
+    """
+    mask = _as_mask(mask)
+    if mask.size and mask.max() > 255:
+        raise ValueError(f"{stem}: class indices above 255 do not fit an 8-bit mask PNG")
+    out_dir = Path(out_dir)
+    return {
+        "mask": save_image(mask.astype(np.uint8), out_dir / f"{stem}_mask.png"),
+        "color": save_image(colorize(mask, palette), out_dir / f"{stem}_color.png"),
+        "overlay": save_image(overlay(image, mask, alpha, palette, class_names), out_dir / f"{stem}_overlay.png"),
+    }
+
+
 # Charts (matplotlib) ------------------------------------------------------------------------
 
 
