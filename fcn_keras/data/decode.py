@@ -57,9 +57,7 @@ def _warn_once(mode: str, path: str) -> None:
         if mode in _WARNED_MODES:
             return
         _WARNED_MODES.add(mode)
-    logger.warning(
-            "image %s has mode %r; converting it (and every later %r image) to 8-bit RGB", path, mode, mode
-        )
+    logger.warning("image %s has mode %r; converting it (and every later %r image) to 8-bit RGB", path, mode, mode)
 
 
 def image_to_rgb(image: Image.Image, path: str | os.PathLike = "<image>") -> np.ndarray:
