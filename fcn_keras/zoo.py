@@ -111,16 +111,16 @@ _METRIC_SCHEMA = {"dataset": (str, True), "split": (str, True), "source": (str, 
 def _check_table(table: dict, schema: dict, where: str, prefix: str) -> None:
     for key in table:
         if key not in schema:
-            raise CardError(f"{where}: unknown key {prefix}{key!r}; known keys: {sorted(schema)}")
+            raise CardError(f"{where}: unknown key '{prefix}{key}'; known keys: {sorted(schema)}")
     for key, (kind, required) in schema.items():
         if key not in table:
             if required:
-                raise CardError(f"{where}: missing required key {prefix}{key!r}")
+                raise CardError(f"{where}: missing required key '{prefix}{key}'")
             continue
         value = table[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-            raise CardError(f"{where}: key {prefix}{key!r} must be {names}, got {value!r}")
+            raise CardError(f"{where}: key '{prefix}{key}' must be {names}, got {value!r}")
 
 
 def validate_card(card: dict, where: str = "<card>") -> dict:
@@ -342,11 +342,15 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
         bar = keras.utils.Progbar(total, unit_name="B") if progress else None
         done = start
         with open(part, "ab" if start else "wb") as f:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-                done += len(chunk)
-                if bar is not None:
-                    bar.update(done)
+            try:
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+                    done += len(chunk)
+                    if bar is not None:
+                        bar.update(done)
+            except http.client.IncompleteRead as exc:
+                f.write(exc.partial)
+                done += len(exc.partial)
     if total is not None and done != total:
         raise DownloadError(f"{url}: the connection closed after {done} of {total} bytes; "
                             f"the partial file {part} is kept and the next attempt resumes it")
@@ -396,11 +400,9 @@ def _check_source(card: dict, path: Path, digests: dict, cached: bool, verify: b
         )
 
 
-def _converted(card: dict, fcn, source: Path, cached: bool, verify: bool, digests: dict | None = None):
-    """Fills ``fcn`` from ``source`` via the converted-weights cache; converts and caches on a miss."""
-    if digests is None:
-        digests = _hashes(source)
-        _check_source(card, source, digests, cached, verify)
+def _converted(card: dict, fcn, source: Path, digests: dict, cached: bool) -> None:
+    """Fills ``fcn`` from the checked ``source`` via the converted-weights cache;
+    converts and caches on a miss."""
     registry = _registry()
     entry = registry["converted"].get(card["name"], {}).get(digests["sha256"])
     if entry is not None:
@@ -416,7 +418,6 @@ def _converted(card: dict, fcn, source: Path, cached: bool, verify: bool, digest
             raise CaffeModelError(f"{exc} (the downloaded file was deleted)") from exc
         raise
     # Verified by structure (or checksum) and converted: cache both facts.
-    _writable(home() / "converted")
     name = f"{card['name']}-{digests['sha256'][:16]}.weights.h5"
     converted = home() / "converted" / name
     _atomic_write(converted, lambda tmp: fcn.save_weights(tmp))
@@ -445,7 +446,8 @@ def download(name: str, progress: bool = True, timeout: float = 20.0) -> Path:
     digests = _hashes(source)
     _check_source(card, source, digests, cached=True, verify=True)
     if _cached_conversion(card) is None:
-        _converted(card, _build(card, include_preprocessing=False)[1], source, cached=True, verify=True, digests=digests)
+        _writable(home() / "converted")
+        _converted(card, _build(card, include_preprocessing=False)[1], source, digests, cached=True)
     return source
 
 
@@ -521,7 +523,7 @@ def load(
         ('person', (None, None, None, 21))
     """
     card = _loadable(name)
-    converted = source = None
+    converted = source = digests = None
     if weights_path is not None:
         source = Path(weights_path)
         if not source.is_file():
@@ -529,18 +531,23 @@ def load(
     elif weights:
         converted = _cached_conversion(card)
         if converted is None:
-            # Before building the 134M-parameter model, so that offline failures are quick.
             source = _download_source(card, progress)
+    cached = weights_path is None
+    if source is not None and not source.name.endswith(".weights.h5"):
+        # Checked before building the 134M-parameter model, so that refusals are quick.
+        _writable(home() / "converted")
+        digests = _hashes(source)
+        _check_source(card, source, digests, cached=cached, verify=verify or cached)
     model, fcn = _build(card, include_preprocessing)
     if converted is not None:
         fcn.load_weights(converted)  # fast path: the .caffemodel is not needed
-    elif source is not None and source.name.endswith(".weights.h5"):
+    elif digests is not None:
+        _converted(card, fcn, source, digests, cached=cached)
+    elif source is not None:
         try:
             fcn.load_weights(source)
         except Exception as exc:  # keras raises several types for files that do not fit
             raise ValueError(f"weights_path {str(source)!r} does not fit zoo model {name!r}: {exc}") from exc
-    elif source is not None:
-        _converted(card, fcn, source, cached=weights_path is None, verify=verify or weights_path is None)
     return model
 
 

@@ -123,7 +123,7 @@ def test_unusual_image_modes_are_converted_and_logged_once(voc, mode, caplog, mo
     with caplog.at_level(logging.WARNING, logger="fcn_keras.data"):
         got = [image.numpy() for image, _ in load_voc(voc, "odd")]
     warnings = [r for r in caplog.records if f"mode '{mode}'" in r.getMessage()]
-    assert len(warnings) == 1 and "odd_0.jpg" in warnings[0].getMessage()
+    assert len(warnings) == 1 and "/odd_" in warnings[0].getMessage()  # names the file (decoding is parallel)
     assert got[0].shape == (24, 32, 3) and got[0].dtype == np.uint8
     if mode in ("L", "I;16"):
         np.testing.assert_array_equal(got[0], np.repeat(grey[..., None], 3, -1))
