@@ -177,21 +177,18 @@ def load_segmenter(spec: str, weights: str | None = None, preprocessing: str | N
 
     saved = _saved_model_dir(Path(spec)) if os.path.isdir(spec) else None
     if saved is not None:
-        import tensorflow as tf
-
+        from fcn_keras.demo import saved_model_logits
         from fcn_keras.export import read_export_info
 
-        loaded = tf.saved_model.load(str(saved))
-        if "predict_images" not in loaded.signatures:
-            raise CommandError(f"SavedModel {saved} has no 'predict_images' signature; is it an fcn_keras export?")
-        signature = loaded.signatures["predict_images"]
-        info = read_export_info(saved)
+        try:
+            info = read_export_info(saved)
+            run = saved_model_logits(saved)
+        except (FileNotFoundError, KeyError):
+            raise CommandError(f"SavedModel {saved} is not an fcn_keras export (no predict_images signature "
+                               f"or export.json)") from None
         names = info["class_names"]
-
-        def segment(image):
-            return signature(images=tf.constant(image[None]))["mask"][0].numpy()
-
-        return Segmenter(segment, len(names), names, np.asarray(info["palette"], np.uint8), f"SavedModel {saved}")
+        return Segmenter(lambda image: run(image).argmax(-1), len(names), names,
+                         np.asarray(info["palette"], np.uint8), f"SavedModel {saved}")
 
     model = load_keras_model(spec, weights)
     from fcn_keras.export.graph import logits_function

@@ -23,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -205,22 +206,25 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
     t = lap("evaluation", t)
 
     _say(verbose, "[4/6] exporting a SavedModel (TF Serving) and a TFLite file, and checking them against Keras")
-    from fcn_keras import export
+    from fcn_keras.export import export_saved_model
+    from fcn_keras.export.tflite import export_tflite
 
-    saved_model = export.export_saved_model(model, paths["saved_model"], class_names=config.class_names,
-                                            verbose=bool(verbose))
-    export.export_tflite(model, paths["tflite"])
-    parity_images = [val_source.read(i)[0] for i in range(min(config.parity_images, len(val_source)))]
-    parity = export_parity(model, saved_model, paths["tflite"], parity_images)
-    for kind, report in parity.items():
+    saved_model = export_saved_model(model, paths["saved_model"], class_names=config.class_names,
+                                     verbose=bool(verbose))
+    export_tflite(model, paths["tflite"])
+    held_out = [val_source.read(i) for i in range(min(config.parity_images, len(val_source)))]
+    parity = export_parity(model, saved_model, paths["tflite"], *map(list, zip(*held_out)))
+    for report in parity.values():
         _say(verbose, f"  {report}")
     _write_json(paths["parity"], {kind: report.as_dict() for kind, report in parity.items()})
+    failed = [kind for kind, report in parity.items() if not report.passed]
+    if failed:
+        raise RuntimeError(f"the {' and '.join(failed)} export(s) disagree with Keras: {parity}")
     t = lap("export", t)
 
-    _say(verbose, "[5/6] segmenting a sample image")
+    _say(verbose, "[5/6] segmenting a held-out sample image with the exported SavedModel")
     image, label = val_source.read(0)
-    logits = model.predict(image[None].astype("float32"), verbose=0)[0]
-    prediction = logits.argmax(-1).astype(np.uint8)
+    prediction = saved_model_logits(saved_model)(image).argmax(-1).astype(np.uint8)
     sample = viz.save_prediction(image, prediction, paths["sample"], val_source.ids[0],
                                  class_names=config.class_names)
     sample["comparison"] = viz.save_image(
@@ -278,11 +282,25 @@ def evaluate_model(model, dataset, num_classes: int) -> dict:
     return {**scores_from_confusion(hist), "confusion_matrix": hist}
 
 
-def export_parity(model, saved_model_dir, tflite_path, images) -> dict:
-    """Parity reports of the SavedModel and the TFLite file against Keras on ``images``."""
-    from fcn_keras.export import parity
+def saved_model_logits(version_dir: str | os.PathLike) -> Callable[[np.ndarray], np.ndarray]:
+    """``image uint8 (H, W, 3) -> logits (H, W, C)`` through an exported SavedModel's ``predict_images``.
+
+    Example:
+        >>> run = saved_model_logits("fcn-demo/saved_model/1")  # doctest: +SKIP
+        >>> run(image).shape  # doctest: +SKIP
+        (96, 128, 6)
+    """
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(version_dir)).signatures["predict_images"]
+    return lambda image: signature(images=tf.constant(np.asarray(image, np.uint8)[None]))["logits"][0].numpy()
+
+
+def export_parity(model, saved_model_dir, tflite_path, images, labels=None) -> dict:
+    """Parity reports (``fcn_keras.export.parity``) of a SavedModel and a TFLite file against ``model``."""
+    from fcn_keras.export.parity import parity, tflite_parity
 
     return {
-        "savedmodel": parity.check_saved_model(model, saved_model_dir, images),
-        "tflite": parity.check_tflite(model, tflite_path, images),
+        "savedmodel": parity("savedmodel", saved_model_logits(saved_model_dir), model, images, labels),
+        "tflite": tflite_parity(str(tflite_path), model, images, labels),
     }

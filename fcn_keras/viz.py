@@ -396,7 +396,7 @@ def training_curves_image(log: str | os.PathLike | dict[str, Sequence[float]]) -
     """Loss (left) and every other logged metric (right) per epoch, training and validation.
 
     ``log`` is a Keras ``CSVLogger`` file or the dict :func:`read_training_log`
-    returns. ``val_<name>`` columns are drawn dashed next to ``<name>``. Needs matplotlib.
+    returns. ``val_<name>`` columns are drawn dashed in ``<name>``'s colour. Needs matplotlib.
 
     Example:
         >>> training_curves_image({"epoch": [0, 1], "loss": [2.0, 1.0], "val_loss": [2.1, 1.3]}).ndim
@@ -414,11 +414,14 @@ def training_curves_image(log: str | os.PathLike | dict[str, Sequence[float]]) -
 
     fig = _figure(10.0 if others else 5.5, 3.6)
     axes = fig.subplots(1, 2 if others else 1, squeeze=False)[0]
+    bases = list(dict.fromkeys(k.removeprefix("val_") for k in columns))
     for ax, keys, title in ((axes[0], losses, "loss"), (axes[-1], others, "metrics")):
         if not keys:
             continue
         for key in keys:
-            ax.plot(epochs, columns[key], marker="o", markersize=3, label=key,
+            # A metric and its validation twin share a colour; validation is dashed.
+            colour = f"C{bases.index(key.removeprefix('val_')) % 10}"
+            ax.plot(epochs, columns[key], marker="o", markersize=3, label=key, color=colour,
                     linestyle="--" if key.startswith("val_") else "-")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
