@@ -336,23 +336,26 @@ def _export(args) -> int:
     if args.parity_images:
         find_images([args.parity_images])
     model = load_keras_model(args.model, args.weights)
-    from fcn_keras import export
+    from fcn_keras.export import export_saved_model
+    from fcn_keras.export.tflite import export_tflite
 
     if args.saved_model:
-        version_dir = export.export_saved_model(model, args.saved_model, args.version, overwrite=args.overwrite)
+        version_dir = export_saved_model(model, args.saved_model, args.version, overwrite=args.overwrite)
         print(f"SavedModel: {version_dir}")
     if args.tflite:
-        export.export_tflite(model, args.tflite, args.quantization, args.input_size, args.representative)
+        export_tflite(model, args.tflite, args.quantization, args.input_size, args.representative)
         print(f"TFLite ({args.quantization or 'float32'}): {args.tflite}")
     if args.parity_images:
         from fcn_keras.data import read_image
+        from fcn_keras.demo import saved_model_logits
+        from fcn_keras.export.parity import parity, tflite_parity
 
         images = [read_image(p) for p in find_images([args.parity_images])]
         reports = []
         if args.saved_model:
-            reports.append(export.parity.check_saved_model(model, version_dir, images))
+            reports.append(parity("savedmodel", saved_model_logits(version_dir), model, images))
         if args.tflite:
-            reports.append(export.parity.check_tflite(model, args.tflite, images, kind=args.quantization or "float32"))
+            reports.append(tflite_parity(args.tflite, model, images))
         for report in reports:
             print(f"parity {report}")
         failed = [r.kind for r in reports if not r.passed]
@@ -559,6 +562,7 @@ def _add_demo(commands) -> None:
     p.add_argument("--num-images", type=_positive, help="synthetic images, train + val (default: 250)")
     p.add_argument("--epochs", type=_positive, help="training epochs (default: 6)")
     p.add_argument("--steps-per-epoch", type=_positive, help="training steps per epoch (default: 50)")
+    p.add_argument("--batch-size", type=_positive, help="training batch size (default: 8)")
     p.add_argument("--size", type=_size, metavar="HxW", help="image size (default: 96x128)")
     p.set_defaults(run=_demo)
 
@@ -569,7 +573,7 @@ def _demo(args) -> int:
     from fcn_keras.demo import DemoConfig, run_demo
 
     overrides = {"num_images": args.num_images, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
-                 "image_size": args.size}
+                 "batch_size": args.batch_size, "image_size": args.size}
     config = dataclasses.replace(DemoConfig(seed=args.seed), **{k: v for k, v in overrides.items() if v is not None})
     try:
         run_demo(args.out, config, overwrite=args.overwrite)
