@@ -127,6 +127,17 @@ def calibration_images(representative_data, input_size=None, limit: int = 100) -
         raise ValueError("representative_data yielded no images")
 
 
+def _full_range(images: Iterator[np.ndarray]):
+    # One black and one white pixel in the first image make the calibrated input
+    # range exactly 0-255, so the uint8 input quantization is the identity
+    # (scale 1, zero point 0): apps feed raw pixels.
+    for i, image in enumerate(images):
+        if i == 0:
+            image = image.copy()
+            image[0, 0, 0], image[0, -1, -1] = 0.0, 255.0
+        yield [image]
+
+
 def _check_input_size(input_size):
     if input_size is None:
         return None
@@ -170,9 +181,8 @@ def convert_tflite(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
-        converter.representative_dataset = lambda: (
-            [image] for image in calibration_images(representative_data, input_size, calibration_limit)
-        )
+        converter.representative_dataset = lambda: _full_range(
+            calibration_images(representative_data, input_size, calibration_limit))
     content = converter.convert()
     check_builtin_ops(content, f"{model.name} ({quantization or 'float32'})")
     return content
