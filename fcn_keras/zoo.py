@@ -303,8 +303,12 @@ def _save_registry(registry: dict) -> None:
     _atomic_write(_registry_path(), lambda tmp: tmp.write_text(json.dumps(registry, indent=1, sort_keys=True)))
 
 
-def _hashes(path: Path) -> dict[str, str]:
-    digests = {"sha1": hashlib.sha1(), "sha256": hashlib.sha256()}
+def _hashes(path: Path, card: dict | None = None) -> dict[str, str]:
+    """SHA-256 of ``path`` (the cache's own hash), plus the card checksum's algorithm, in one pass."""
+    algorithms = {"sha256"}
+    if card is not None and card["weights"]["checksum"] != "none":
+        algorithms.add(card["weights"]["checksum"].split(":")[0])
+    digests = {name: hashlib.new(name) for name in sorted(algorithms)}
     with open(path, "rb") as f:
         while chunk := f.read(1 << 22):
             for digest in digests.values():
@@ -375,13 +379,13 @@ def _download_source(card: dict, progress: bool = True, timeout: float = 20.0) -
     )
 
 
-def _check_source(card: dict, path: Path, digests: dict, cached: bool, verify: bool) -> None:
+def _check_source(card: dict, path: Path, digests: dict, cached: bool) -> None:
     """Refuses ``path`` if its hash differs from the card's checksum, or (for a cached
     download of a file with no published checksum) from the hash recorded when it was
     first verified. A refused cached download is deleted; a user's own file is not."""
     checksum = card["weights"]["checksum"]
     expected = actual = None
-    if checksum != "none" and verify:
+    if checksum != "none":
         algorithm, expected = checksum.split(":")
         actual = digests[algorithm]
         source = "the published checksum"
@@ -400,31 +404,22 @@ def _check_source(card: dict, path: Path, digests: dict, cached: bool, verify: b
         )
 
 
-def _converted(card: dict, fcn, source: Path, digests: dict, cached: bool) -> None:
-    """Fills ``fcn`` from the checked ``source`` via the converted-weights cache;
-    converts and caches on a miss."""
-    registry = _registry()
-    entry = registry["converted"].get(card["name"], {}).get(digests["sha256"])
-    if entry is not None:
-        converted = home() / "converted" / entry["file"]
-        if converted.exists() and _hashes(converted)["sha256"] == entry["sha256"]:
-            fcn.load_weights(converted)
-            return
+def _convert_and_cache(card: dict, fcn, source: Path, digests: dict) -> None:
+    """Fills ``fcn`` from the checked download ``source`` and caches the conversion.
+
+    A file that does not fit the architecture is deleted; one that does is
+    verified by structure, and its hash is recorded (the first verified download)."""
     try:
         load_caffe_weights(fcn, source)
     except CaffeModelError as exc:
-        if cached:
-            source.unlink()
-            raise CaffeModelError(f"{exc} (the downloaded file was deleted)") from exc
-        raise
-    # Verified by structure (or checksum) and converted: cache both facts.
+        source.unlink()
+        raise CaffeModelError(f"{exc} (the downloaded file was deleted)") from exc
     name = f"{card['name']}-{digests['sha256'][:16]}.weights.h5"
     converted = home() / "converted" / name
     _atomic_write(converted, lambda tmp: fcn.save_weights(tmp))
     registry = _registry()
-    if cached:
-        registry["sources"].setdefault(card["weights"]["file"], {**digests, "verified": (
-            "published checksum" if card["weights"]["checksum"] != "none" else "structure (no published checksum)")})
+    verified = "published checksum" if card["weights"]["checksum"] != "none" else "structure (no published checksum)"
+    registry["sources"].setdefault(card["weights"]["file"], {**digests, "verified": verified})
     registry["converted"].setdefault(card["name"], {})[digests["sha256"]] = {
         "file": name, "sha256": _hashes(converted)["sha256"], "source": str(source)}
     _save_registry(registry)
@@ -443,11 +438,11 @@ def download(name: str, progress: bool = True, timeout: float = 20.0) -> Path:
     """
     card = _loadable(name)
     source = _download_source(card, progress, timeout)
-    digests = _hashes(source)
-    _check_source(card, source, digests, cached=True, verify=True)
+    digests = _hashes(source, card)
+    _check_source(card, source, digests, cached=True)
     if _cached_conversion(card) is None:
         _writable(home() / "converted")
-        _converted(card, _build(card, include_preprocessing=False)[1], source, digests, cached=True)
+        _convert_and_cache(card, _build(card, include_preprocessing=False)[1], source, digests)
     return source
 
 
@@ -532,17 +527,22 @@ def load(
         converted = _cached_conversion(card)
         if converted is None:
             source = _download_source(card, progress)
-    cached = weights_path is None
-    if source is not None and not source.name.endswith(".weights.h5"):
+    caffemodel = source is not None and not source.name.endswith(".weights.h5")
+    if caffemodel and weights_path is None:
         # Checked before building the 134M-parameter model, so that refusals are quick.
         _writable(home() / "converted")
-        digests = _hashes(source)
-        _check_source(card, source, digests, cached=cached, verify=verify or cached)
+        digests = _hashes(source, card)
+        _check_source(card, source, digests, cached=True)
+    elif caffemodel and verify and card["weights"]["checksum"] != "none":
+        _check_source(card, source, _hashes(source, card), cached=False)
     model, fcn = _build(card, include_preprocessing)
     if converted is not None:
         fcn.load_weights(converted)  # fast path: the .caffemodel is not needed
     elif digests is not None:
-        _converted(card, fcn, source, digests, cached=cached)
+        _convert_and_cache(card, fcn, source, digests)
+    elif caffemodel:
+        # Your own file: converted at each load (it streams at disk speed), not cached.
+        load_caffe_weights(fcn, source)
     elif source is not None:
         try:
             fcn.load_weights(source)

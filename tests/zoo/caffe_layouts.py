@@ -1,73 +1,85 @@
-"""Random FCN weights in Caffe's layouts, and the Keras arrays they must become.
+"""Random reference-FCN weights in Caffe's layouts, and the check that Keras holds exactly them.
 
-The expected Keras arrays are written from the layouts' definitions (einsum index
-strings), independently of the library's conversion code.
+The layer list and Caffe shapes are written here from the reference net.py files
+(not read off a Keras model), and the expected Keras arrays from the layouts'
+definitions (einsum index strings), independently of the library's conversion.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from keras import layers
 
 from fcn_keras.caffe import CaffeLayer
-from fcn_keras.models import Scale
 
-TRUNK = tuple(f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)) + ("fc6", "fc7")
-_trunk_cache: dict[str, list[np.ndarray]] = {}  # one set of trunk weights for the whole session: they are 134M values
+_VGG16 = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
+TRUNK = tuple(f"conv{b}_{i}" for b, (_, n) in enumerate(_VGG16, 1) for i in range(1, n + 1)) + ("fc6", "fc7")
+# (skip score layer, its source's channels, the 2x upsampling before it, at-once scale)
+_SKIPS = {"fcn32s": (), "fcn16s": (("pool4", 512, "upscore2", None),),
+          "fcn8s": (("pool4", 512, "upscore2", None), ("pool3", 256, "upscore_pool4", None)),
+          "fcn8s_atonce": (("pool4", 512, "upscore2", 0.01), ("pool3", 256, "upscore_pool4", 1e-4))}
+_FINAL = {"fcn32s": ("upscore", 64), "fcn16s": ("upscore16", 32), "fcn8s": ("upscore8", 16), "fcn8s_atonce": ("upscore8", 16)}
+_trunk_cache: dict[str, list[np.ndarray]] = {}  # one set of trunk weights per session: 134M values
 
 
 def _random(rng, shape):
     return rng.random(shape, dtype=np.float32) - np.float32(0.5)
 
 
-def caffe_layers(model, seed: int = 0, inner_product_fc: bool = False) -> list[CaffeLayer]:
-    """The model's parameter layers as Caffe would store them, with random values."""
+def caffe_layers(architecture: str, num_classes: int = 21, seed: int = 0,
+                 inner_product_fc: bool = False) -> list[CaffeLayer]:
+    """The parameter layers of a reference FCN as its .caffemodel stores them, with random values."""
     rng = np.random.default_rng(seed)
+    layers, channels = [], 3
+    for block, (filters, convs) in enumerate(_VGG16, 1):
+        for i in range(1, convs + 1):
+            layers.append((f"conv{block}_{i}", (filters, channels, 3, 3)))
+            channels = filters
+    layers += [("fc6", (4096, 512, 7, 7)), ("fc7", (4096, 4096, 1, 1)), ("score_fr", (num_classes, 4096, 1, 1))]
     result = []
-    for layer in model.layers:
-        if isinstance(layer, layers.Conv2DTranspose):
-            kh, kw, out, inp = layer.kernel.shape
-            result.append(CaffeLayer(layer.name, "Deconvolution", blobs=[_random(rng, (inp, out, kh, kw))]))
-        elif isinstance(layer, layers.Conv2D):
-            kh, kw, inp, out = layer.kernel.shape
-            if layer.name in TRUNK:
-                if layer.name not in _trunk_cache:
-                    trunk_rng = np.random.default_rng(abs(hash(layer.name)) % 2**32)
-                    _trunk_cache[layer.name] = [_random(trunk_rng, (out, inp, kh, kw)), _random(trunk_rng, (out,))]
-                blobs = _trunk_cache[layer.name]
-            else:
-                blobs = [_random(rng, (out, inp, kh, kw)), _random(rng, (out,))]
-            kind = "Convolution"
-            if inner_product_fc and layer.name in ("fc6", "fc7"):
-                blobs, kind = [blobs[0].reshape(out, -1), blobs[1]], "InnerProduct"
-            result.append(CaffeLayer(layer.name, kind, blobs=blobs))
-        elif isinstance(layer, Scale):
-            channels = layer.input.shape[-1]
-            result.append(CaffeLayer(layer.name, "Scale", blobs=[np.full((channels,), layer.scale, np.float32)]))
+    for name, shape in layers:
+        if name in TRUNK:
+            if name not in _trunk_cache:
+                trunk_rng = np.random.default_rng(TRUNK.index(name))
+                _trunk_cache[name] = [_random(trunk_rng, shape), _random(trunk_rng, shape[:1])]
+            blobs = _trunk_cache[name]
+        else:
+            blobs = [_random(rng, shape), _random(rng, shape[:1])]
+        if inner_product_fc and name in ("fc6", "fc7"):
+            result.append(CaffeLayer(name, "InnerProduct", blobs=[blobs[0].reshape(shape[0], -1), blobs[1]]))
+        else:
+            result.append(CaffeLayer(name, "Convolution", blobs=blobs))
+    for source, source_channels, upsample, scale in _SKIPS[architecture]:
+        result.append(CaffeLayer(upsample, "Deconvolution", blobs=[_random(rng, (num_classes, num_classes, 4, 4))]))
+        if scale is not None:  # Caffe's Scale layer: one factor per channel, all equal here
+            result.append(CaffeLayer(f"scale_{source}", "Scale", blobs=[np.full((source_channels,), scale, np.float32)]))
+        result.append(CaffeLayer(f"score_{source}", "Convolution",
+                                 blobs=[_random(rng, (num_classes, source_channels, 1, 1)), _random(rng, (num_classes,))]))
+    name, kernel = _FINAL[architecture]
+    result.append(CaffeLayer(name, "Deconvolution", blobs=[_random(rng, (num_classes, num_classes, kernel, kernel))]))
     return result
 
 
-def expected_keras(layer: CaffeLayer, shape: tuple[int, ...]) -> list[np.ndarray]:
-    """The Keras weights a Caffe layer defines: conv (o,i,h,w)->(h,w,i,o), deconv (i,o,h,w)->(h,w,o,i)."""
-    kernel = layer.blobs[0].reshape(shape[3], shape[2], shape[0], shape[1]) if layer.type == "InnerProduct" \
-        else layer.blobs[0]
+def _expected_keras(layer: CaffeLayer, kernel_shape: tuple[int, ...]) -> list[np.ndarray]:
+    """Keras weights a Caffe layer defines: conv (o,i,h,w)->(h,w,i,o), deconv (i,o,h,w)->(h,w,o,i)."""
+    kh, kw, _, out = kernel_shape
     if layer.type == "Deconvolution":
-        return [np.einsum("iohw->hwoi", kernel)]
+        return [np.einsum("iohw->hwoi", layer.blobs[0])]
+    kernel = layer.blobs[0].reshape(out, -1, kh, kw)  # InnerProduct: Caffe flattens (C, H, W) in C order
     return [np.einsum("oihw->hwio", kernel), layer.blobs[1]]
 
 
-def assert_converted(model, written: list[CaffeLayer], big: int = 50_000_000) -> None:
+def assert_converted(model, written: list[CaffeLayer], big: int = 10_000_000) -> None:
     """Every weight of ``model`` equals the Caffe blobs' values, layer by layer.
 
-    Arrays over ``big`` values (fc6) are compared at 100,000 random positions
-    and by their per-(in, out) sums, which catch any axis mix-up, at a fraction
-    of the cost of a full transposed comparison.
+    Kernels over ``big`` values (fc6, fc7) are compared at 100,000 random
+    positions and by their per-(in, out) sums, which catch any axis mix-up, at a
+    fraction of the cost of a full transposed comparison.
     """
     rng = np.random.default_rng(1)
     for layer in written:
         keras_layer = model.get_layer(layer.name)
         if layer.type == "Scale":
-            assert keras_layer.scale == float(layer.blobs[0][0]) or np.isclose(keras_layer.scale, layer.blobs[0][0])
+            assert np.allclose(layer.blobs[0], keras_layer.scale, rtol=1e-6)
             continue
         got = keras_layer.get_weights()
         if got[0].size > big:
@@ -78,5 +90,5 @@ def assert_converted(model, written: list[CaffeLayer], big: int = 50_000_000) ->
             np.testing.assert_allclose(got[0].sum(axis=(0, 1)), blob.sum(axis=(2, 3)).T, rtol=1e-4, atol=1e-3)
             np.testing.assert_array_equal(got[1], layer.blobs[1])
             continue
-        for g, e in zip(got, expected_keras(layer, got[0].shape), strict=True):
+        for g, e in zip(got, _expected_keras(layer, got[0].shape), strict=True):
             np.testing.assert_array_equal(g, e, err_msg=layer.name)
