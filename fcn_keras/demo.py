@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -75,11 +75,11 @@ ARTEFACTS = {
 }
 
 
-def prepare_output_dir(out: str | os.PathLike, overwrite: bool) -> Path:
+def prepare_output_dir(out: str | os.PathLike, overwrite: bool, remove: Iterable[str] = ()) -> Path:
     """Creates ``out``; an existing non-empty one is refused unless ``overwrite``.
 
-    With ``overwrite`` only the demo's own artefacts (:data:`ARTEFACTS`) are
-    removed first; other files in ``out`` are left alone.
+    With ``overwrite`` the entries of ``out`` named in ``remove`` (e.g. the
+    demo's :data:`ARTEFACTS`) are deleted first; everything else is left alone.
 
     Example:
         >>> import tempfile
@@ -92,7 +92,7 @@ def prepare_output_dir(out: str | os.PathLike, overwrite: bool) -> Path:
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"output directory {out} already exists and is not empty; pass --overwrite to replace it")
-        for name in ARTEFACTS.values():
+        for name in remove:
             path = out / name
             if path.is_dir():
                 shutil.rmtree(path)
@@ -151,7 +151,7 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
         ['confusion_matrix', 'dataset', 'keras_model']
     """
     started = time.perf_counter()
-    out = prepare_output_dir(out, overwrite)
+    out = prepare_output_dir(out, overwrite, remove=ARTEFACTS.values())
     paths = {role: out / name for role, name in ARTEFACTS.items()}
 
     import keras

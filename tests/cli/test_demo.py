@@ -71,7 +71,7 @@ def test_overwrite_replaces_only_the_demo_artefacts(tmp_path):
     (out / "sample").mkdir(parents=True)
     (out / "metrics.json").write_text("{}")
     (out / "notes.txt").write_text("mine")
-    demo.prepare_output_dir(out, overwrite=True)
+    demo.prepare_output_dir(out, overwrite=True, remove=demo.ARTEFACTS.values())
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
