@@ -224,9 +224,10 @@ def _add_train(commands) -> None:
         --out without a resume state is refused unless --overwrite (which starts afresh).
         """, """
         fcn-keras train tiny_synthetic --out runs/tiny
-        fcn-keras train fcn32s_voc --data ~/data/VOCdevkit/VOC2012 --out runs/fcn32s
-        fcn-keras train fcn16s_voc --data ~/data/VOC2012 --init runs/fcn32s/model.keras --out runs/fcn16s
-        fcn-keras train fcn8s_voc --sbd ~/data/benchmark_RELEASE --voc ~/data/VOC2011 --out runs/fcn8s
+        fcn-keras train fcn32s_voc --sbd ~/data/benchmark_RELEASE --voc ~/data/VOC2011 --out runs/fcn32s
+        fcn-keras train fcn16s_voc --sbd ~/data/benchmark_RELEASE --voc ~/data/VOC2011 \\
+            --init runs/fcn32s/model.keras --out runs/fcn16s
+        fcn-keras train my_recipe.toml --data ~/data/VOCdevkit/VOC2012 --out runs/mine   # dataset = "voc"
         """)
     p.add_argument("recipe", metavar="RECIPE", help="a shipped recipe name or a recipe .toml file")
     p.add_argument("--out", required=True, help="run directory (models, logs, resume state)")
