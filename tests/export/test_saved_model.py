@@ -48,7 +48,7 @@ def test_killed_export_leaves_no_version(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         import tensorflow as tf
-        from tests.export.conftest import tiny_fcn
+        from bench.bench_export import tiny_fcn
         from fcn_keras.export import export_saved_model
         real_save = tf.saved_model.save
         def save_then_hang(*args, **kwargs):
@@ -200,7 +200,7 @@ def test_saved_model_cli_show_and_run(model_dir, tiny_model, tmp_path):
 
 
 def test_mixed_precision_model_exports_float32(tmp_path, images):
-    from tests.export.conftest import tiny_fcn
+    from bench.bench_export import tiny_fcn
 
     mixed = tiny_fcn(dtype="mixed_float16", name="tiny_mixed")
     float32_copy = tiny_fcn(name="tiny_float32")
