@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import fcn_keras
-from fcn_keras.models.layers import BilinearUpsamplingInitializer, CropToReference, PadToMultiple, Preprocessing
+from bench.bench_export import tiny_fcn  # a small per-pixel model of fcn_keras layers, with its own preprocessing
 
 SIZES = [(48, 64), (37, 50), (61, 45)]  # (height, width): odd sizes, not multiples of 32
 
@@ -23,25 +23,6 @@ def randomize_scores(model: keras.Model, seed: int = 0) -> keras.Model:
             kernel, bias = layer.get_weights()
             layer.set_weights([rng.normal(0.0, 1.0, kernel.shape).astype("float32"), bias])
     return model
-
-
-def tiny_fcn(num_classes: int = 3, dtype: str | None = None, name: str = "tiny_fcn") -> keras.Model:
-    """A small per-pixel model made of fcn_keras layers (pad, stride-4 convs, bilinear upsampling, crop).
-
-    It has its own ``preprocessing`` layer ("tf" mode), unlike the light FCN.
-    """
-    keras.utils.set_random_seed(1)
-    inputs = keras.Input((None, None, 3), name="image")
-    x = Preprocessing("tf", name="preprocessing")(inputs)
-    x = PadToMultiple(4, name="pad")(x)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", dtype=dtype)(x)
-    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", dtype=dtype)(x)
-    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", dtype=dtype)(x)
-    x = keras.layers.Conv2D(num_classes, 1, name="score_fr", dtype=dtype)(x)
-    x = keras.layers.Conv2DTranspose(num_classes, 8, strides=4, padding="same", use_bias=False, dtype=dtype,
-                                     kernel_initializer=BilinearUpsamplingInitializer(), name="upscore")(x)
-    outputs = CropToReference(0, dtype="float32", name="score")([x, inputs])
-    return keras.Model(inputs, outputs, name=name)
 
 
 def synthetic_image(height: int, width: int, seed: int) -> np.ndarray:

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fcn_keras.export import MASK_PAD_VALUE, export_saved_model, read_export_info
+from fcn_keras.export import MASK_PAD_VALUE, export_model, export_saved_model, read_export_info
+from fcn_keras.export.graph import infer_preprocessing
 from fcn_keras.export.parity import keras_logits
 from fcn_keras.palette import voc_palette
 from tests.export.conftest import encode, synthetic_image
@@ -28,9 +29,12 @@ def _serve(loaded, data: list[bytes]) -> dict:
     return {k: v.numpy() for k, v in loaded.signatures["serving_default"](image_bytes=tf.constant(data)).items()}
 
 
-def test_versions_are_numbered_and_existing_ones_refused(tmp_path, tiny_model):
+def test_versions_are_numbered_and_existing_ones_refused(tmp_path, tiny_model, image_files):
     base = tmp_path / "segmenter"
-    assert export_saved_model(tiny_model, base, verbose=False) == str(base / "1")
+    tiny_model.save(tmp_path / "tiny.keras")  # the CLI's entry point, from a checkpoint, with a parity check
+    result = export_model(tmp_path / "tiny.keras", base, check_images=image_files, verbose=False)
+    assert result["path"] == str(base / "1")
+    assert result["parity"]["kind"] == "savedmodel" and result["parity"]["passed"], result["parity"]
     assert export_saved_model(tiny_model, base, version=7, verbose=False) == str(base / "7")
     assert export_saved_model(tiny_model, base, verbose=False) == str(base / "8")
     with pytest.raises(FileExistsError, match="version 7 already exists.*overwrite=True"):
@@ -48,7 +52,7 @@ def test_killed_export_leaves_no_version(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         import tensorflow as tf
-        from tests.export.conftest import tiny_fcn
+        from bench.bench_export import tiny_fcn
         from fcn_keras.export import export_saved_model
         real_save = tf.saved_model.save
         def save_then_hang(*args, **kwargs):
@@ -80,6 +84,25 @@ def test_model_that_changes_size_is_refused(tmp_path):
     with pytest.raises(ValueError, match="per-pixel logits of the input's size.*37x50"):
         export_saved_model(keras.Model(inputs, outputs), tmp_path / "m", preprocessing="tf", verbose=False)
     assert not (tmp_path / "m").exists()
+
+
+def test_preprocessing_comes_from_the_model_or_its_backbone(light_model, tiny_model):
+    def named(*names):
+        inputs = keras.Input((None, None, 3))
+        x = inputs
+        for name in names:
+            x = keras.layers.Conv2D(2, 1, name=name)(x)
+        return keras.Model(inputs, x)
+
+    assert infer_preprocessing(light_model) == "tf"  # mobilenet_v2 encoder
+    assert infer_preprocessing(tiny_model) is None  # has its own preprocessing layer
+    assert infer_preprocessing(named("conv1_1", "score_fr")) == "fcn"  # the reference VGG16 trunk
+    assert infer_preprocessing(named("resnet50")) == "caffe"
+    assert infer_preprocessing(named("a"), "torch") == "torch"
+    with pytest.raises(ValueError, match="cannot tell which preprocessing.*pass preprocessing="):
+        infer_preprocessing(named("a"))
+    with pytest.raises(ValueError, match="conflicts with model"):
+        infer_preprocessing(tiny_model, "fcn")
 
 
 def test_serving_default_runs_each_image_alone(loaded, light_model, images):
@@ -200,7 +223,7 @@ def test_saved_model_cli_show_and_run(model_dir, tiny_model, tmp_path):
 
 
 def test_mixed_precision_model_exports_float32(tmp_path, images):
-    from tests.export.conftest import tiny_fcn
+    from bench.bench_export import tiny_fcn
 
     mixed = tiny_fcn(dtype="mixed_float16", name="tiny_mixed")
     float32_copy = tiny_fcn(name="tiny_float32")

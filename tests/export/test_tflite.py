@@ -9,7 +9,8 @@ import tensorflow as tf
 from fcn_keras.export import export_tflite
 from fcn_keras.export.parity import tflite_parity
 from fcn_keras.export.tflite import TFLiteModel, check_builtin_ops, tflite_ops
-from tests.export.conftest import synthetic_image, tiny_fcn
+from bench.bench_export import tiny_fcn
+from tests.export.conftest import synthetic_image
 
 pytest.importorskip("ai_edge_litert", reason="the LiteRT interpreter (pip install ai-edge-litert) runs the files")
 
