@@ -571,7 +571,10 @@ def load_caffe_weights(model, caffemodel_path: str | os.PathLike):
                 )
             values.append(fitted)
         assignments.append((target.layer, values))
-    for layer, values in assignments:
+    layers.clear()
+    assignments.reverse()
+    while assignments:  # popped one by one so that each layer's blobs are freed once set
+        layer, values = assignments.pop()
         for variable, value in zip(layer.weights, values):
             # keras.ops' transpose is several times faster than NumPy's on fc6's 400 MB.
             value = ops.convert_to_tensor(value, dtype=variable.dtype)

@@ -60,7 +60,7 @@ else:  # pragma: no cover
 __all__ = [
     "CardError", "ChecksumError", "DownloadError", "CacheError",
     "list_models", "info", "load", "download", "load_caffe_weights", "home", "validate_card",
-    "published_metrics",
+    "catalog", "published_metrics",
 ]
 
 
@@ -229,6 +229,33 @@ def info(name: str) -> dict:
     except tomllib.TOMLDecodeError as exc:
         raise CardError(f"{path}: not valid TOML: {exc}") from exc
     return validate_card(card, str(path))
+
+
+def catalog() -> list[dict]:
+    """One summary row per zoo entry (for ``fcn-keras zoo list`` and tables).
+
+    Each row: name, title, architecture, num_classes, loadable, checksum
+    ("sha1", "sha256" or "none"), and ``mean_iu``/``split`` of the first metric
+    measured on these weights (else the first published one), ``None`` if none.
+
+    Example:
+        >>> row = next(r for r in catalog() if r["name"] == "fcn8s_voc")
+        >>> row["mean_iu"], row["split"], row["checksum"]
+        (65.5, 'seg11valid', 'sha1')
+    """
+    rows = []
+    for name in list_models():
+        card = info(name)
+        metrics = sorted(card["metrics"], key=lambda m: m["applies_to"] != "these weights")
+        best = next((m for m in metrics if "mean_iu" in m), None)
+        rows.append({
+            "name": name, "title": card["title"], "architecture": card["architecture"],
+            "num_classes": card["num_classes"], "loadable": card["loadable"],
+            "checksum": card["weights"]["checksum"].split(":")[0],
+            "mean_iu": best["mean_iu"] if best else None, "split": best["split"] if best else None,
+            "metric_applies_to": best["applies_to"] if best else None,
+        })
+    return rows
 
 
 def published_metrics(name: str) -> list[dict]:
