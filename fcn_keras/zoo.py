@@ -368,6 +368,11 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
     with urllib.request.urlopen(request, timeout=timeout) as response:
         if start and getattr(response, "status", None) != 206:
             start = 0  # the server ignored the range: start over
+        elif start and not response.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+            part.unlink()
+            raise DownloadError(f"{url}: the server resumed at the wrong offset "
+                                f"({response.headers.get('Content-Range')!r} for byte {start}); the partial file "
+                                "was deleted and the next attempt starts over")
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
         bar = keras.utils.Progbar(total, unit_name="B") if progress else None
@@ -524,9 +529,9 @@ def load(
         name: a zoo entry (see :func:`list_models`).
         weights: load the published weights (downloaded, verified, converted and
             cached on first use); ``False`` gives the architecture only.
-        weights_path: a local ``.caffemodel`` (verified against the card's checksum
-            and converted, the conversion cached) or ``.weights.h5`` to use instead
-            of downloading.
+        weights_path: a local ``.caffemodel`` (verified against the card's
+            published checksum, if any, and converted at each load) or
+            ``.weights.h5`` to use instead of downloading.
         include_preprocessing: build the card's preprocessing (RGB->BGR, mean
             subtraction) into the model; ``False`` expects preprocessed input.
         verify: check ``weights_path`` against the card's published checksum;
