@@ -190,6 +190,19 @@ class _Blob:
         self.count += count
 
 
+def _read_packed(src: _Source, blob: _Blob, length: int, dtype: str, keep: bool) -> None:
+    size = np.dtype(dtype).itemsize
+    if length % size:
+        raise src.fail(f"packed {dtype} data of {length} bytes (not a multiple of {size})")
+    if keep:
+        values = np.empty(length // size, dtype)
+        src.readinto(values)
+        blob.add(values.astype("float32", copy=False), values.size)
+    else:
+        src.skip(length)
+        blob.add(None, length // size)
+
+
 def _read_blob(src: _Source, end: int, blob: _Blob, keep: bool) -> None:
     for number, wire, value in _fields(src, end):
         if number == 7 and wire == _BYTES:
@@ -205,26 +218,8 @@ def _read_blob(src: _Source, end: int, blob: _Blob, keep: bool) -> None:
             blob.shape = tuple(dims)
         elif number in (1, 2, 3, 4) and wire == _VARINT:
             blob.dims4[number - 1] = _signed64(value)
-        elif number == 5 and wire == _BYTES:
-            if value % 4:
-                raise src.fail(f"packed float data of {value} bytes (not a multiple of 4)")
-            if keep:
-                values = np.empty(value // 4, "<f4")
-                src.readinto(values)
-                blob.add(values, values.size)
-            else:
-                src.skip(value)
-                blob.add(None, value // 4)
-        elif number == 8 and wire == _BYTES:
-            if value % 8:
-                raise src.fail(f"packed double data of {value} bytes (not a multiple of 8)")
-            if keep:
-                values = np.empty(value // 8, "<f8")
-                src.readinto(values)
-                blob.add(values.astype("float32"), values.size)
-            else:
-                src.skip(value)
-                blob.add(None, value // 8)
+        elif number in (5, 8) and wire == _BYTES:  # data (float) or double_data, packed
+            _read_packed(src, blob, value, "<f4" if number == 5 else "<f8", keep)
         elif number == 5 and wire == _FIXED32:
             # Unpacked floats: each value carries its own 1-byte tag. Decoding them one
             # by one in Python would take minutes for fc6, so the rest of the message is
@@ -571,7 +566,10 @@ def load_caffe_weights(model, caffemodel_path: str | os.PathLike):
                 )
             values.append(fitted)
         assignments.append((target.layer, values))
-    for layer, values in assignments:
+    layers.clear()
+    assignments.reverse()
+    while assignments:  # popped one by one so that each layer's blobs are freed once set
+        layer, values = assignments.pop()
         for variable, value in zip(layer.weights, values):
             # keras.ops' transpose is several times faster than NumPy's on fc6's 400 MB.
             value = ops.convert_to_tensor(value, dtype=variable.dtype)

@@ -60,7 +60,7 @@ else:  # pragma: no cover
 __all__ = [
     "CardError", "ChecksumError", "DownloadError", "CacheError",
     "list_models", "info", "load", "download", "load_caffe_weights", "home", "validate_card",
-    "published_metrics",
+    "catalog", "published_metrics",
 ]
 
 
@@ -231,6 +231,33 @@ def info(name: str) -> dict:
     return validate_card(card, str(path))
 
 
+def catalog() -> list[dict]:
+    """One summary row per zoo entry (for ``fcn-keras zoo list`` and tables).
+
+    Each row: name, title, architecture, num_classes, loadable, checksum
+    ("sha1", "sha256" or "none"), and ``mean_iu``/``split`` of the first metric
+    measured on these weights (else the first published one), ``None`` if none.
+
+    Example:
+        >>> row = next(r for r in catalog() if r["name"] == "fcn8s_voc")
+        >>> row["mean_iu"], row["split"], row["checksum"]
+        (65.5, 'seg11valid', 'sha1')
+    """
+    rows = []
+    for name in list_models():
+        card = info(name)
+        metrics = sorted(card["metrics"], key=lambda m: m["applies_to"] != "these weights")
+        best = next((m for m in metrics if "mean_iu" in m), None)
+        rows.append({
+            "name": name, "title": card["title"], "architecture": card["architecture"],
+            "num_classes": card["num_classes"], "loadable": card["loadable"],
+            "checksum": card["weights"]["checksum"].split(":")[0],
+            "mean_iu": best["mean_iu"] if best else None, "split": best["split"] if best else None,
+            "metric_applies_to": best["applies_to"] if best else None,
+        })
+    return rows
+
+
 def published_metrics(name: str) -> list[dict]:
     """The card's published metrics (mean IU etc. in percent), each with its dataset, split and source.
 
@@ -341,6 +368,11 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
     with urllib.request.urlopen(request, timeout=timeout) as response:
         if start and getattr(response, "status", None) != 206:
             start = 0  # the server ignored the range: start over
+        elif start and not response.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+            part.unlink()
+            raise DownloadError(f"{url}: the server resumed at the wrong offset "
+                                f"({response.headers.get('Content-Range')!r} for byte {start}); the partial file "
+                                "was deleted and the next attempt starts over")
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
         bar = keras.utils.Progbar(total, unit_name="B") if progress else None
@@ -497,9 +529,9 @@ def load(
         name: a zoo entry (see :func:`list_models`).
         weights: load the published weights (downloaded, verified, converted and
             cached on first use); ``False`` gives the architecture only.
-        weights_path: a local ``.caffemodel`` (verified against the card's checksum
-            and converted, the conversion cached) or ``.weights.h5`` to use instead
-            of downloading.
+        weights_path: a local ``.caffemodel`` (verified against the card's
+            published checksum, if any, and converted at each load) or
+            ``.weights.h5`` to use instead of downloading.
         include_preprocessing: build the card's preprocessing (RGB->BGR, mean
             subtraction) into the model; ``False`` expects preprocessed input.
         verify: check ``weights_path`` against the card's published checksum;

@@ -56,7 +56,9 @@ def test_hand_encoded_v1_and_new_forms(tmp_path):
     v1 = field(2, 2, b"\x00") + field(3, 2, b"out") + field(4, 2, b"old") + field(5, 0, b"\x27") + field(6, 2, blob_v1)
     shape = field(1, 2, b"\x02\x01")  # BlobShape.dim packed: [2, 1]
     blob_new = field(7, 2, shape) + field(5, 2, data)
-    new = field(1, 2, b"new") + field(2, 2, b"Convolution") + field(3, 2, b"x") + field(7, 2, blob_new)
+    blob_double = field(7, 2, field(1, 2, b"\x01")) + field(8, 2, struct.pack("<d", 0.25))  # double_data
+    new = (field(1, 2, b"new") + field(2, 2, b"Convolution") + field(3, 2, b"x") + field(7, 2, blob_new)
+           + field(7, 2, blob_double))
     path = tmp_path / "hand.caffemodel"
     path.write_bytes(field(1, 2, b"net") + field(2, 2, v1) + b"\xa2\x06" + bytes([len(new)]) + new)  # 100 -> a2 06
     layers = read_caffemodel(path)
@@ -64,6 +66,7 @@ def test_hand_encoded_v1_and_new_forms(tmp_path):
     assert layers["old"].blobs[0].shape == (1, 1, 1, 2)
     assert layers["new"].type == "Convolution" and layers["new"].bottoms == ("x",)
     assert layers["new"].blobs[0].tolist() == [[1.5], [-2.0]]
+    assert layers["new"].blobs[1].dtype == np.float32 and layers["new"].blobs[1].tolist() == [0.25]
 
 
 def test_selected_layers_skip_the_data_of_the_others(tmp_path):

@@ -95,3 +95,26 @@ def test_card_file_errors_name_the_file(tmp_path, monkeypatch):
     (tmp_zoo.cards / "renamed.toml").write_text(zoo_path("cards", "fcn8s_voc.toml").read_text())
     with pytest.raises(zoo.CardError, match=r"renamed.toml: key 'name' is 'fcn8s_voc'"):
         zoo.info("renamed")
+
+
+def test_catalog_summarises_every_entry():
+    rows = {row["name"]: row for row in zoo.catalog()}
+    assert set(rows) == set(zoo.list_models())
+    assert rows["fcn8s_voc"]["mean_iu"] == 65.5 and rows["fcn8s_voc"]["checksum"] == "sha1"
+    assert rows["siftflow_fcn16s"]["loadable"] is False
+    assert rows["nyud_fcn32s_color"]["mean_iu"] is None  # no figure in the reference notes
+
+
+def test_a_dataset_mean_other_than_voc_is_built_in():
+    """NYUDv2 was trained with its own BGR mean: the model maps RGB 0-255 to BGR minus that mean."""
+    import keras
+    import numpy as np
+
+    model = zoo.load("nyud_fcn32s_color", weights=False)
+    assert model.output_shape == (None, None, None, 40)
+    preprocess = keras.Model(model.input, model.get_layer("dataset_mean").output)
+    rgb = np.random.default_rng(0).uniform(0, 255, (1, 5, 4, 3)).astype("float32")
+    expected = rgb[..., ::-1] - np.array(zoo.info("nyud_fcn32s_color")["preprocessing"]["bgr_mean"], "float32")
+    np.testing.assert_allclose(np.asarray(preprocess(rgb)), expected, atol=1e-4)
+    del model, preprocess
+    keras.backend.clear_session()
