@@ -73,16 +73,6 @@ def _source_dataset(
     return dataset
 
 
-def _scale(image, label, seed, scale_range):
-    low, high = scale_range
-    factor = tf.random.stateless_uniform([], seed, low, high)
-    size = tf.cast(tf.shape(label), tf.float32)
-    new_size = tf.maximum(tf.cast(tf.round(size * factor), tf.int32), 1)
-    image = tf.image.resize(image, new_size, method="bilinear")
-    label = tf.image.resize(label[..., None], new_size, method="nearest")[..., 0]
-    return image, label
-
-
 def _jitter(image, seed):
     seeds = tf.random.experimental.stateless_split(seed, 4)
     x = image / 255.0
@@ -91,6 +81,24 @@ def _jitter(image, seed):
     x = tf.image.stateless_random_saturation(x, 0.75, 1.25, seeds[2])
     x = tf.image.stateless_random_hue(x, 0.04, seeds[3])
     return tf.clip_by_value(x * 255.0, 0.0, 255.0)
+
+
+def _resampled_window(image, label, scaled, offset, out_size):
+    """The window ``offset + [0, out_size)`` of the image and label resized to ``scaled``.
+
+    Only the window is computed, never the whole resized image
+    (``crop_and_resize``). The mapping is align-corners (source corner pixels map
+    to the resized corners), so every sample lies inside the source and no edge
+    padding is needed. Image and label are sampled at the same points:
+    bilinearly and by nearest neighbour.
+    """
+    last = tf.cast(tf.maximum(scaled - 1, 1), tf.float32)
+    start = tf.cast(offset, tf.float32) / last
+    end = tf.cast(offset + out_size - 1, tf.float32) / last
+    box = tf.concat([start, end], axis=0)[None]
+    image = tf.image.crop_and_resize(image[None], box, [0], out_size, method="bilinear")[0]
+    label = tf.image.crop_and_resize(label[None, ..., None], box, [0], out_size, method="nearest")[0, ..., 0]
+    return image, tf.cast(label, tf.int32)
 
 
 def augment(
@@ -105,10 +113,12 @@ def augment(
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Jointly augments one example; returns ``(image float32 RGB 0-255, label int32)``.
 
-    Order: random scale (image bilinear, label nearest), photometric jitter
-    (image only), pad to ``crop_size`` (image by :data:`MEAN_RGB`, label by 255)
-    and random crop, random horizontal flip. ``seed`` is a ``[2]`` int tensor;
-    the same seed gives the same result.
+    Random scale (image bilinear, label nearest neighbour), then a random
+    ``crop_size`` window, padded where the scaled image is smaller (image by
+    :data:`MEAN_RGB`, label by 255), photometric jitter (image only) and a
+    random horizontal flip of both. Without ``crop_size`` the whole (scaled)
+    image is kept. ``seed`` is a ``[2]`` int tensor; the same seed gives the
+    same result.
 
     Example:
         >>> import numpy as np
@@ -116,26 +126,40 @@ def augment(
         >>> int(lab.numpy()[7, 7]), [round(float(v), 2) for v in img.numpy()[7, 7]]
         (255, [122.68, 116.67, 104.01])
     """
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
-    image = tf.cast(image, tf.float32)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
     label = tf.convert_to_tensor(label)
+    size = tf.shape(label)
     if scale_range is not None:
-        image, label = _scale(image, label, seeds[0], scale_range)
+        factor = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])
+        scaled = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * factor), tf.int32), 1)
+    else:
+        scaled = size
+    out_size = scaled if crop_size is None else tf.constant(crop_size, tf.int32)
+    room = tf.maximum(scaled - out_size, 0)
+    offset = tf.cast(
+        tf.floor(tf.random.stateless_uniform([2], seeds[1]) * tf.cast(room + 1, tf.float32)), tf.int32
+    )
+    offset = tf.minimum(offset, room)
+    if scale_range is None and crop_size is None:
+        image, label = tf.cast(image, tf.float32), tf.cast(label, tf.int32)  # nothing to resample
+    else:
+        # Only the part of the window inside the scaled image is sampled; the rest is padding.
+        valid = tf.minimum(out_size, scaled - offset)
+        image, label = _resampled_window(image, label, scaled, offset, valid)
     if jitter:
-        image = _jitter(image, seeds[1])
-    # Image and label travel as one 4-channel tensor through crop and flip.
-    fill = tf.constant([*MEAN_RGB, float(IGNORE_LABEL)], tf.float32)
-    both = tf.concat([image, tf.cast(label, tf.float32)[..., None]], axis=-1)
+        image = _jitter(image, seeds[2])
     if crop_size is not None:
-        crop_h, crop_w = crop_size
-        shape = tf.shape(both)
-        pad_h = tf.maximum(crop_h - shape[0], 0)
-        pad_w = tf.maximum(crop_w - shape[1], 0)
-        both = tf.pad(both - fill, [[0, pad_h], [0, pad_w], [0, 0]]) + fill
-        both = tf.image.stateless_random_crop(both, [crop_h, crop_w, 4], seeds[2])
+        pad = [[0, out_size[0] - valid[0]], [0, out_size[1] - valid[1]]]
+        mean = tf.constant(MEAN_RGB, tf.float32)
+        image = tf.pad(image - mean, pad + [[0, 0]]) + mean
+        label = tf.pad(label, pad, constant_values=IGNORE_LABEL)
+        image = tf.ensure_shape(image, [*crop_size, 3])
+        label = tf.ensure_shape(label, crop_size)
     if flip:
-        both = tf.image.stateless_random_flip_left_right(both, seeds[3])
-    return both[..., :3], tf.cast(tf.round(both[..., 3]), tf.int32)
+        mirror = tf.random.stateless_uniform([], seeds[3]) < 0.5
+        image = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+        label = tf.cond(mirror, lambda: tf.reverse(label, [1]), lambda: label)
+    return image, label
 
 
 def preprocess(image: tf.Tensor, preprocessing: str | Callable | None = "fcn") -> tf.Tensor:
@@ -233,30 +257,33 @@ def make_pipeline(
     per_replica = batch_size if input_context is None else input_context.get_per_replica_batch_size(batch_size)
 
     dataset = _source_dataset(data, training, shuffle_buffer, seed, cache, input_context)
+    fixed_size = training and crop_size is not None
+    order = bool(deterministic or not training) or None
+
+    def finish(image, label):
+        return preprocess(image, preprocessing), label
+
     if training:
+        def _augment(pair, example_seed):
+            image, label = augment(
+                pair[0], pair[1], example_seed, crop_size=crop_size, scale_range=scale_range, flip=flip, jitter=jitter
+            )
+            # Fixed-size batches are preprocessed after batching: one vectorised op per batch.
+            return (image, label) if fixed_size else finish(image, label)
+
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda pair, s: augment(
-                pair[0], pair[1], s, crop_size=crop_size, scale_range=scale_range, flip=flip, jitter=jitter
-            ),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=deterministic or None,
-        )
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(_augment, num_parallel_calls=AUTOTUNE, deterministic=order)
     else:
         dataset = dataset.map(
-            lambda image, label: (tf.cast(image, tf.float32), tf.cast(label, tf.int32)),
+            lambda image, label: finish(tf.cast(image, tf.float32), tf.cast(label, tf.int32)),
             num_parallel_calls=AUTOTUNE,
             deterministic=True,
         )
-    dataset = dataset.map(
-        lambda image, label: (preprocess(image, preprocessing), label),
-        num_parallel_calls=AUTOTUNE,
-        deterministic=deterministic or not training or None,
-    )
     if repeat:
         dataset = dataset.repeat()
-    if crop_size is not None and training:
+    if fixed_size:
         dataset = dataset.batch(per_replica, drop_remainder=True)
+        dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=order)
     elif per_replica == 1:
         dataset = dataset.batch(1, drop_remainder=training)
     else:

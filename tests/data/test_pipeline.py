@@ -132,3 +132,24 @@ def test_input_context_shards_examples(synthetic_voc):
     shard0, shard1 = ids(0), ids(1)
     assert len(shard0) == len(shard1) == 4  # per-replica batch 1, 8 examples over 2 workers
     assert not set(shard0) & set(shard1)
+
+
+@pytest.mark.parametrize("scaled", [(50, 70), (131, 173)])
+def test_resampling_is_an_align_corners_resize(scaled):
+    """The windowed resampler equals a full align-corners resize (bilinear image, nearest label)."""
+    from fcn_keras.data.pipeline import _resampled_window
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    label = rng.integers(0, 21, (64, 80), dtype=np.uint8)
+    out_image, out_label = _resampled_window(
+        tf.constant(image), tf.constant(label), tf.constant(scaled), tf.constant([0, 0]), tf.constant(scaled))
+    want_image = tf.compat.v1.image.resize_bilinear(image[None], scaled, align_corners=True)[0]
+    np.testing.assert_allclose(out_image.numpy(), want_image.numpy(), atol=1e-3)
+    want_label = tf.compat.v1.image.resize_nearest_neighbor(label[None, ..., None], scaled, align_corners=True)
+    np.testing.assert_array_equal(out_label.numpy(), want_label[0, ..., 0].numpy())
+    # A window is the same pixels as the corresponding part of the full resize.
+    part_image, part_label = _resampled_window(
+        tf.constant(image), tf.constant(label), tf.constant(scaled), tf.constant([7, 9]), tf.constant([20, 30]))
+    np.testing.assert_allclose(part_image.numpy(), out_image.numpy()[7:27, 9:39], atol=1e-3)
+    np.testing.assert_array_equal(part_label.numpy(), out_label.numpy()[7:27, 9:39])
