@@ -395,34 +395,23 @@ def _export(args) -> int:
         raise CommandError(f"{args.tflite} already exists; pass --overwrite to replace it")
     if args.quantization == "int8" and not args.representative:
         raise CommandError("--quantization int8 needs --representative DIR (images to calibrate with)")
-    if args.parity_images:
-        find_images([args.parity_images])
+    check_images = [str(p) for p in find_images([args.parity_images])] if args.parity_images else None
     model = load_keras_model(args.model, args.weights)
-    from fcn_keras.export import export_saved_model
-    from fcn_keras.export.tflite import export_tflite
+    from fcn_keras.export import export_model
 
+    results = []
     if args.saved_model:
-        version_dir = export_saved_model(model, args.saved_model, args.version, overwrite=args.overwrite)
-        print(f"SavedModel: {version_dir}")
+        results.append(export_model(model, args.saved_model, "saved_model", version=args.version,
+                                    overwrite=args.overwrite, check_images=check_images))
+        print(f"SavedModel: {results[-1]['path']}")
     if args.tflite:
-        export_tflite(model, args.tflite, args.quantization, args.input_size, args.representative)
+        results.append(export_model(model, args.tflite, "tflite", overwrite=args.overwrite,
+                                    quantization=args.quantization, input_size=args.input_size,
+                                    representative_data=args.representative, check_images=check_images))
         print(f"TFLite ({args.quantization or 'float32'}): {args.tflite}")
-    if args.parity_images:
-        from fcn_keras.data import read_image
-        from fcn_keras.demo import saved_model_logits
-        from fcn_keras.export.parity import parity, tflite_parity
-
-        images = [read_image(p) for p in find_images([args.parity_images])]
-        reports = []
-        if args.saved_model:
-            reports.append(parity("savedmodel", saved_model_logits(version_dir), model, images))
-        if args.tflite:
-            reports.append(tflite_parity(args.tflite, model, images))
-        for report in reports:
-            print(f"parity {report}")
-        failed = [r.kind for r in reports if not r.passed]
-        if failed:
-            raise CommandError(f"parity check failed for {', '.join(failed)} (figures above)")
+    failed = [r["parity"]["kind"] for r in results if r["parity"] is not None and not r["parity"]["passed"]]
+    if failed:
+        raise CommandError(f"parity check failed for {', '.join(failed)} (figures above)")
     return 0
 
 
@@ -460,18 +449,14 @@ def _add_zoo(commands) -> None:
 def _zoo_list(args) -> int:
     from fcn_keras import zoo
 
-    names = zoo.list_models()
     if args.names:
-        print("\n".join(names))
+        print("\n".join(zoo.list_models()))
         return 0
     rows = [("name", "architecture", "classes", "published mean IU", "loadable")]
-    for name in names:
-        card = zoo.info(name)
-        published = [f"{m['mean_iu']} ({m['split']})" for m in card["metrics"]
-                     if m.get("applies_to") == "these weights" and "mean_iu" in m]
-        paper = [f"{m['mean_iu']} ({m['split']}, paper)" for m in card["metrics"] if "mean_iu" in m]
-        rows.append((name, card["architecture"], str(card["num_classes"]), (published or paper or ["-"])[0],
-                     "yes" if card["loadable"] else "no"))
+    for row in zoo.catalog():
+        published = "-" if row["mean_iu"] is None else f"{row['mean_iu']} ({row['split']})"
+        rows.append((row["name"], row["architecture"], str(row["num_classes"]), published,
+                     "yes" if row["loadable"] else "no"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

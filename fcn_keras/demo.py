@@ -206,20 +206,20 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
     t = lap("evaluation", t)
 
     _say(verbose, "[4/6] exporting a SavedModel (TF Serving) and a TFLite file, and checking them against Keras")
-    from fcn_keras.export import export_saved_model
-    from fcn_keras.export.tflite import export_tflite
+    from fcn_keras.export import export_model
 
-    saved_model = export_saved_model(model, paths["saved_model"], class_names=config.class_names,
-                                     verbose=bool(verbose))
-    export_tflite(model, paths["tflite"])
-    held_out = [val_source.read(i) for i in range(min(config.parity_images, len(val_source)))]
-    parity = export_parity(model, saved_model, paths["tflite"], *map(list, zip(*held_out)))
-    for report in parity.values():
-        _say(verbose, f"  {report}")
-    _write_json(paths["parity"], {kind: report.as_dict() for kind, report in parity.items()})
-    failed = [kind for kind, report in parity.items() if not report.passed]
+    held_out = [val_source.read(i)[0] for i in range(min(config.parity_images, len(val_source)))]
+    exports = {
+        "savedmodel": export_model(model, paths["saved_model"], "saved_model", class_names=config.class_names,
+                                   check_images=held_out, verbose=bool(verbose)),
+        "tflite": export_model(model, paths["tflite"], "tflite", check_images=held_out, verbose=bool(verbose)),
+    }
+    saved_model = exports["savedmodel"]["path"]
+    parity = {kind: result["parity"] for kind, result in exports.items()}
+    _write_json(paths["parity"], parity)
+    failed = [kind for kind, report in parity.items() if not report["passed"]]
     if failed:
-        raise RuntimeError(f"the {' and '.join(failed)} export(s) disagree with Keras: {parity}")
+        raise RuntimeError(f"the {' and '.join(failed)} export(s) disagree with Keras; see {paths['parity']}")
     t = lap("export", t)
 
     _say(verbose, "[5/6] segmenting a held-out sample image with the exported SavedModel")
@@ -245,7 +245,7 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
         "frequency_weighted_iou": scores["frequency_weighted_iou"],
         "per_class_iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(config.class_names, scores["per_class_iou"])},
         "confusion_matrix": np.asarray(scores["confusion_matrix"]).tolist(),
-        "parity": {kind: report.as_dict() for kind, report in parity.items()},
+        "parity": parity,
         "config": dataclasses.asdict(config),
         "seconds": {**timings, "total": round(time.perf_counter() - started, 2)},
         "saved_model_version": str(saved_model),
@@ -294,13 +294,3 @@ def saved_model_logits(version_dir: str | os.PathLike) -> Callable[[np.ndarray],
 
     signature = tf.saved_model.load(str(version_dir)).signatures["predict_images"]
     return lambda image: signature(images=tf.constant(np.asarray(image, np.uint8)[None]))["logits"][0].numpy()
-
-
-def export_parity(model, saved_model_dir, tflite_path, images, labels=None) -> dict:
-    """Parity reports (``fcn_keras.export.parity``) of a SavedModel and a TFLite file against ``model``."""
-    from fcn_keras.export.parity import parity, tflite_parity
-
-    return {
-        "savedmodel": parity("savedmodel", saved_model_logits(saved_model_dir), model, images, labels),
-        "tflite": tflite_parity(str(tflite_path), model, images, labels),
-    }
