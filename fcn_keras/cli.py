@@ -20,6 +20,7 @@ import os
 import sys
 import textwrap
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -112,20 +113,14 @@ def _version() -> str:
 MODEL_HELP = "a zoo name (see 'fcn-keras zoo list'), a .keras file, or a SavedModel directory"
 
 
+@dataclass
 class Segmenter:
-    """One model behind one interface: ``segment(image uint8 (H, W, 3)) -> class indices (H, W)``.
+    """One model behind one interface: ``segment(image uint8 (H, W, 3)) -> class indices (H, W)``."""
 
-    ``num_classes``, ``class_names`` and ``palette`` describe its classes.
-    """
-
-    def __init__(self, segment: Callable, num_classes: int, class_names: Sequence[str], palette, description: str,
-                 keras_model=None):
-        self.segment = segment
-        self.num_classes = num_classes
-        self.class_names = list(class_names)
-        self.palette = palette
-        self.description = description
-        self.keras_model = keras_model
+    segment: Callable
+    class_names: list[str]
+    palette: object  # uint8 (num_classes, 3)
+    description: str
 
 
 def _default_classes(num_classes: int):
@@ -189,8 +184,8 @@ def load_segmenter(spec: str, weights: str | None = None, preprocessing: str | N
             raise CommandError(f"SavedModel {saved} is not an fcn_keras export (no predict_images signature "
                                f"or export.json)") from None
         names = info["class_names"]
-        return Segmenter(lambda image: run(image).argmax(-1), len(names), names,
-                         np.asarray(info["palette"], np.uint8), f"SavedModel {saved}")
+        return Segmenter(lambda image: run(image).argmax(-1), list(names), np.asarray(info["palette"], np.uint8),
+                         f"SavedModel {saved}")
 
     model = load_keras_model(spec, weights)
     from fcn_keras.export.graph import logits_function
@@ -205,7 +200,7 @@ def load_segmenter(spec: str, weights: str | None = None, preprocessing: str | N
         logits = logits_fn(image[None].astype("float32"))
         return np.asarray(logits)[0].argmax(-1)
 
-    return Segmenter(segment, num_classes, names, palette, f"{model.name} ({spec})", keras_model=model)
+    return Segmenter(segment, names, palette, f"{model.name} ({spec})")
 
 
 # --------------------------------------------------------------------------- train
