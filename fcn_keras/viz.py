@@ -336,7 +336,7 @@ def iou_bars_image(per_class_iou, class_names: Sequence[str] | None = None) -> n
     """Horizontal bars of each class's IoU (0-1), coloured by the class's palette colour.
 
     Classes with no IoU (``nan``: absent from ground truth and prediction) are
-    labelled "n/a". The mean over the others is drawn as a dashed line. Needs matplotlib.
+    labelled "n/a". The mean over the others is a dashed line, its value in the title. Needs matplotlib.
 
     Example:
         >>> iou_bars_image([0.9, 0.5, float("nan")]).dtype
@@ -353,15 +353,16 @@ def iou_bars_image(per_class_iou, class_names: Sequence[str] | None = None) -> n
     for row, value in zip(rows, iou):
         ax.text(min(np.nan_to_num(value), 1.0) + 0.01, row, "n/a" if np.isnan(value) else f"{value:.3f}",
                 va="center", fontsize=8)
+    title = "per-class IoU"
     if np.isfinite(iou).any():
         mean = float(np.nanmean(iou))
-        ax.axvline(mean, color="black", linestyle="--", linewidth=1, label=f"mean IU {mean:.3f}")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.axvline(mean, color="black", linestyle="--", linewidth=1)
+        title += f" (dashed: mean IU {mean:.3f})"
     ax.set_yticks(rows, names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0.0, 1.12)
     ax.set_xlabel("IoU")
-    ax.set_title("per-class IoU")
+    ax.set_title(title)
     return _render(fig)
 
 
