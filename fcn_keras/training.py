@@ -76,6 +76,10 @@ def build_model(recipe: Recipe, init: str | os.PathLike | None = None) -> keras.
                       weights=weights, backbone=m.backbone)
     if source not in ("imagenet", "none"):
         init_from_model(model, source)
+    if m.batchnorm_momentum:
+        for layer in model._flatten_layers():  # noqa: SLF001 - nested backbones included
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = m.batchnorm_momentum
     return model
 
 
@@ -239,10 +243,13 @@ def _train_dataset(recipe: Recipe, source, epochs: range, skip: int, input_conte
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _val_dataset(recipe: Recipe, source, input_context=None):
+def _val_dataset(recipe: Recipe, source, replicas: int, input_context=None):
     from fcn_keras import data
 
-    dataset = data.make_pipeline(source, training=False, batch_size=1, preprocessing=_preprocessing(recipe),
+    # One image per replica: Keras' distributed evaluate cannot start on a batch that leaves a replica empty.
+    # (Evaluation batches are padded with label 255, so padding never counts; fcn_keras.evaluation.evaluate
+    # gives the exact batch-1 figures.)
+    dataset = data.make_pipeline(source, training=False, batch_size=replicas, preprocessing=_preprocessing(recipe),
                                  input_context=input_context)
     if recipe.training.validation_steps:
         dataset = dataset.take(recipe.training.validation_steps)
@@ -264,7 +271,7 @@ def _atomic_save_model(model: keras.Model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
     plain = keras.Model.from_config(model.get_config())
     for target, source in zip(plain.variables, model.variables):  # weights and RNG states
-        target.assign(np.asarray(source.numpy()))
+        target.assign(_variable_numpy(source))
     plain.save(tmp)
     os.replace(tmp, path)
 
@@ -395,9 +402,8 @@ class ResumeState(keras.callbacks.Callback):
 
     def save(self) -> None:
         """Writes the state now (only the chief does under multi-worker training)."""
-        arrays = {f"{g}/{i}": np.asarray(keras.ops.convert_to_numpy(v.value if hasattr(v, "value") else v))
-                  for g, vs in self._groups().items() for i, v in enumerate(vs)}
-        if not _is_chief(self.model):
+        arrays = {f"{g}/{i}": _variable_numpy(v) for g, vs in self._groups().items() for i, v in enumerate(vs)}
+        if not _is_chief(self.model.distribute_strategy):
             return
         name = f"step-{self.global_step:09d}"
         target = self.directory / name
@@ -415,19 +421,29 @@ class ResumeState(keras.callbacks.Callback):
                 shutil.rmtree(old, ignore_errors=True)
 
 
+def _variable_numpy(variable) -> np.ndarray:
+    """A variable's value, also for tf.distribute variables (sync-on-read ones read as their replica sum)."""
+    value = getattr(variable, "_value", variable)  # the backend's variable inside a keras.Variable
+    if hasattr(value, "read_value"):
+        value = value.read_value()
+    return np.asarray(value)
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
 
 
-def _is_chief(model: keras.Model) -> bool:
-    strategy = model.distribute_strategy
+def _is_chief(strategy) -> bool:
+    """Whether this process writes shared files: always, except on non-chief multi-worker workers."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not strategy.extended._in_multi_worker_mode():  # noqa: SLF001
         return True
-    return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0
-                                                     and "chief" not in resolver.cluster_spec().as_dict())
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def _truncate_csv(path: Path, epochs_done: int) -> None:
@@ -529,6 +545,9 @@ def train(
         tf.config.experimental.enable_op_determinism()
     strategy = resolve_strategy(strategy)
     train_source, val_source = data_sources(recipe, data_root, out)
+    # Non-chief workers of a multi-worker run keep their logs and models apart; all read the chief's resume state.
+    logs = out if _is_chief(strategy) else out / f"worker-{strategy.cluster_resolver.task_id}"
+    logs.mkdir(exist_ok=True)
 
     with _dtype_policy(t.mixed_precision), strategy.scope():
         model = build_model(recipe, init=init)
@@ -537,22 +556,22 @@ def train(
         model.optimizer.build(model.trainable_variables)
         model._symbolic_build(data_batch=(np.zeros((1, 64, 64, 3), "float32"), np.zeros((1, 64, 64), "int32")))
 
-    best = BestCheckpoint(out / "best.keras")
+    best = BestCheckpoint(logs / "best.keras")
     state = ResumeState(out / "resume", t.steps_per_epoch, t.checkpoint_every, best)
     resumed = state.load()
     start_step = state.global_step if resumed else None
     if resumed:
         print(f"Resuming {recipe.name} from {out / 'resume'} at epoch {state.epoch + 1}, "
               f"step {state.step_in_epoch} of {t.steps_per_epoch} (global step {state.global_step})")
-        _truncate_csv(out / "train_log.csv", state.epoch)
+        _truncate_csv(logs / "train_log.csv", state.epoch)
     nan_stop = StopOnNaN(state)
     user = list(callbacks)
     for cb in user:
         if isinstance(cb, ResumeState):
             raise ValueError("train() adds its own ResumeState callback")
-    fit_callbacks = [nan_stop, *user, keras.callbacks.CSVLogger(str(out / "train_log.csv"), append=True),
-                     keras.callbacks.TensorBoard(str(out / "tensorboard")), best, state]
-    val = _distributed(strategy, lambda ctx: _val_dataset(recipe, val_source, ctx))
+    fit_callbacks = [nan_stop, *user, keras.callbacks.CSVLogger(str(logs / "train_log.csv"), append=True),
+                     keras.callbacks.TensorBoard(str(logs / "tensorboard")), best, state]
+    val = _distributed(strategy, lambda ctx: _val_dataset(recipe, val_source, strategy.num_replicas_in_sync, ctx))
     history: dict = {}
 
     def run(first_epoch: int, last_epoch: int, steps_per_epoch: int, skip: int) -> None:
@@ -570,11 +589,10 @@ def train(
         run(state.epoch, recipe.epochs, t.steps_per_epoch, 0)
     if nan_stop.message:
         raise TrainingDiverged(nan_stop.message)
-    if _is_chief(model):
-        _atomic_save_model(model, out / "model.keras")
+    _atomic_save_model(model, logs / "model.keras")
     return {
         "history": history,
-        "model": str(out / "model.keras"),
+        "model": str(logs / "model.keras"),
         "best": str(best.path) if best.path.is_file() else None,
         "best_val_mean_iou": best.best,
         "global_step": state.global_step,
