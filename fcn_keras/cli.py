@@ -559,10 +559,10 @@ def _data_prepare(args) -> int:
 
 
 def _data_check(args) -> int:
-    from fcn_keras import data
-
     if not Path(args.dataset).exists():
         raise CommandError(f"dataset {args.dataset} does not exist")
+    from fcn_keras import data
+
     problems = data.check_dataset(args.dataset, args.split, num_classes=args.num_classes, metadata=args.metadata,
                                   verbose=1)
     for problem in problems:
