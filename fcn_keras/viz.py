@@ -20,7 +20,7 @@ import csv
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -332,8 +332,12 @@ def confusion_matrix_image(confusion, class_names: Sequence[str] | None = None, 
     return _render(fig)
 
 
-def iou_bars_image(per_class_iou, class_names: Sequence[str] | None = None) -> np.ndarray:
+def iou_bars_image(per_class_iou: Sequence[float] | Mapping[str, float | None],
+                   class_names: Sequence[str] | None = None) -> np.ndarray:
     """Horizontal bars of each class's IoU (0-1), coloured by the class's palette colour.
+
+    ``per_class_iou`` is a sequence (names from ``class_names``) or a mapping
+    ``{name: IoU or None}``.
 
     Classes with no IoU (``nan``: absent from ground truth and prediction) are
     labelled "n/a". The mean over the others is a dashed line, its value in the title. Needs matplotlib.
@@ -341,7 +345,12 @@ def iou_bars_image(per_class_iou, class_names: Sequence[str] | None = None) -> n
     Example:
         >>> iou_bars_image([0.9, 0.5, float("nan")]).dtype
         dtype('uint8')
+        >>> iou_bars_image({"background": 0.9, "cat": None}).shape[2]
+        3
     """
+    if isinstance(per_class_iou, Mapping):  # {name: IoU or None}, as fcn_keras.evaluation reports it
+        class_names = list(per_class_iou)
+        per_class_iou = [np.nan if v is None else v for v in per_class_iou.values()]
     iou = np.asarray(per_class_iou, dtype=np.float64).reshape(-1)
     n = iou.size
     names = _names(n, class_names)
