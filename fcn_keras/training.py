@@ -222,7 +222,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**31 - 1)
 
 
-def _train_dataset(recipe: Recipe, source, epochs: range, skip: int, input_context=None):
+def _train_dataset(recipe: Recipe, source, epochs: range, skip: int):
     """Epochs ``epochs`` of training batches, each epoch drawn from its own seed; the first ``skip`` dropped."""
     import tensorflow as tf
     from fcn_keras import data
@@ -232,7 +232,7 @@ def _train_dataset(recipe: Recipe, source, epochs: range, skip: int, input_conte
         data.make_pipeline(
             source, training=True, batch_size=d.batch_size, crop_size=tuple(d.crop_size) or None,
             preprocessing=_preprocessing(recipe), scale_range=tuple(d.scale_range) or None, flip=d.flip,
-            seed=_epoch_seed(t.seed, epoch), deterministic=True, input_context=input_context, repeat=True,
+            seed=_epoch_seed(t.seed, epoch), deterministic=True, repeat=True,
         ).take(t.steps_per_epoch)
         for epoch in epochs
     ]
@@ -243,24 +243,30 @@ def _train_dataset(recipe: Recipe, source, epochs: range, skip: int, input_conte
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _val_dataset(recipe: Recipe, source, replicas: int, input_context=None):
+def _val_dataset(recipe: Recipe, source, replicas: int):
     from fcn_keras import data
 
     # One image per replica: Keras' distributed evaluate cannot start on a batch that leaves a replica empty.
     # (Evaluation batches are padded with label 255, so padding never counts; fcn_keras.evaluation.evaluate
     # gives the exact batch-1 figures.)
-    dataset = data.make_pipeline(source, training=False, batch_size=replicas, preprocessing=_preprocessing(recipe),
-                                 input_context=input_context)
+    dataset = data.make_pipeline(source, training=False, batch_size=replicas, preprocessing=_preprocessing(recipe))
     if recipe.training.validation_steps:
         dataset = dataset.take(recipe.training.validation_steps)
     return label_checked(dataset, recipe.model.num_classes)
 
 
 def _distributed(strategy, make: Callable):
-    """``make(input_context)`` per worker under a multi-worker strategy (each worker reads its shard)."""
-    if strategy.extended._in_multi_worker_mode():  # noqa: SLF001 - the public test is not exposed
-        return strategy.distribute_datasets_from_function(make)
-    return make(None)
+    """``make()``; under a multi-worker strategy with DATA sharding: every worker builds the same
+    global-batch pipeline and keeps its share of each global batch (Keras' fit does not start on
+    ``distribute_datasets_from_function`` datasets in Keras 3.15)."""
+    dataset = make()
+    if strategy.extended._in_multi_worker_mode():  # noqa: SLF001 - no public test exists
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
+    return dataset
 
 
 # ---------------------------------------------------------------- callbacks
@@ -270,7 +276,7 @@ def _atomic_save_model(model: keras.Model, path: Path) -> None:
     """Saves the model without its compile state (loads without fcn_keras' training classes), atomically."""
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
     plain = keras.Model.from_config(model.get_config())
-    for target, source in zip(plain.variables, model.variables):  # weights and RNG states
+    for target, source in zip(plain.weights, model.weights):
         target.assign(_variable_numpy(source))
     plain.save(tmp)
     os.replace(tmp, path)
@@ -464,6 +470,27 @@ def _truncate_csv(path: Path, epochs_done: int) -> None:
 # ---------------------------------------------------------------- train
 
 
+def _work_around_keras_multi_worker(model: keras.Model) -> None:
+    """Two Keras 3.15 fit() bugs under MultiWorkerMirroredStrategy, worked around on this model only.
+
+    1. fit() peeks at a distributed batch and all-reduces the (images, labels) tuple across workers to
+       build the model, which the strategy rejects: the model is built already, so that step is skipped.
+    2. Step logs are reduced with ``strategy.reduce("MEAN", v, axis=0)``, which fails on scalars: the
+       steps return them as 1-element vectors, which that reduction turns back into the same scalars
+       (every worker holds the same synchronised loss and metric values).
+    """
+    import tensorflow as tf
+
+    model._maybe_symbolic_build = lambda *args, **kwargs: None
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+
+        def vector_logs(data, step=step):
+            return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), step(data))
+
+        setattr(model, name, vector_logs)
+
+
 def resolve_strategy(strategy):
     """``None`` (the default strategy), ``"mirrored"`` (all local GPUs, or CPUs),
     ``"multi_worker"`` (``MultiWorkerMirroredStrategy`` from ``TF_CONFIG``) or a
@@ -555,6 +582,8 @@ def train(
         # Optimizer and metric variables must exist before fit() to restore a resume state into them.
         model.optimizer.build(model.trainable_variables)
         model._symbolic_build(data_batch=(np.zeros((1, 64, 64, 3), "float32"), np.zeros((1, 64, 64), "int32")))
+    if strategy.extended._in_multi_worker_mode():  # noqa: SLF001
+        _work_around_keras_multi_worker(model)
 
     best = BestCheckpoint(logs / "best.keras")
     state = ResumeState(out / "resume", t.steps_per_epoch, t.checkpoint_every, best)
@@ -571,12 +600,11 @@ def train(
             raise ValueError("train() adds its own ResumeState callback")
     fit_callbacks = [nan_stop, *user, keras.callbacks.CSVLogger(str(logs / "train_log.csv"), append=True),
                      keras.callbacks.TensorBoard(str(logs / "tensorboard")), best, state]
-    val = _distributed(strategy, lambda ctx: _val_dataset(recipe, val_source, strategy.num_replicas_in_sync, ctx))
+    val = _distributed(strategy, lambda: _val_dataset(recipe, val_source, strategy.num_replicas_in_sync))
     history: dict = {}
 
     def run(first_epoch: int, last_epoch: int, steps_per_epoch: int, skip: int) -> None:
-        data = _distributed(strategy, lambda ctx: _train_dataset(
-            recipe, train_source, range(first_epoch, last_epoch), skip, ctx))
+        data = _distributed(strategy, lambda: _train_dataset(recipe, train_source, range(first_epoch, last_epoch), skip))
         fit = model.fit(data, epochs=last_epoch, initial_epoch=first_epoch, steps_per_epoch=steps_per_epoch,
                         validation_data=val, callbacks=fit_callbacks, verbose=verbose)
         for key, values in fit.history.items():

@@ -20,6 +20,9 @@ from fcn_keras.models import backbones
 from fcn_keras.recipes import Recipe, parse_recipe
 
 
+DROPOUT = float(os.environ.get("FCN_TINY_DROPOUT", "0.2"))
+
+
 def _tiny_application(include_top=False, weights=None, input_shape=(None, None, 3)):
     inputs = keras.Input(input_shape)
     x = inputs
@@ -28,7 +31,7 @@ def _tiny_application(include_top=False, weights=None, input_shape=(None, None, 
         # Short momentum: moving statistics usable after a few dozen steps; synchronized: Mirrored == one device.
         x = keras.layers.BatchNormalization(momentum=0.7, synchronized=True, name=f"tiny_bn{i}")(x)
         x = keras.layers.ReLU(name=f"tiny_conv{i}")(x)
-    x = keras.layers.Dropout(0.2, name="tiny_drop")(x)
+    x = keras.layers.Dropout(DROPOUT, name="tiny_drop")(x)
     return keras.Model(inputs, x, name="tiny")
 
 
@@ -69,6 +72,7 @@ class KillAt(keras.callbacks.Callback):
 
 
 def main(argv=None) -> None:
+    keras.config.disable_traceback_filtering()
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--kill-after", type=int, default=0, help="steps of this process before os._exit(17)")
