@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     _add_train(commands)
+    _add_evaluate(commands)
     _add_predict(commands)
     _add_export(commands)
     _add_zoo(commands)
@@ -260,6 +261,73 @@ def _train(args) -> int:
                    steps=args.steps)
     print(f"trained {recipe.name} to step {result['global_step']}: final model {result['model']}, "
           f"best validation mean IU {result['best_val_mean_iou']:.4f} ({result['best']})")
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(commands) -> None:
+    p = _add(commands, "evaluate", "score a model on a dataset with the paper's four metrics", """
+        Run a Keras model (zoo name or .keras file) over a dataset split at native resolution and
+        print pixel accuracy, mean accuracy, mean IU, frequency-weighted IU and the per-class IoU,
+        computed exactly as the reference's score.py over one confusion matrix. With --out, also
+        write metrics.json, confusion_matrix.png and per_class_iou.png there. The model's class
+        count must match the dataset's (VOC: 21 unless --num-classes).
+        """, """
+        fcn-keras evaluate runs/fcn32s/best.keras ~/data/VOCdevkit/VOC2012 --split val --out eval-fcn32s
+        fcn-keras evaluate fcn-demo/model.keras fcn-demo/data --split val --num-classes 6
+        fcn-keras evaluate camvid.keras ~/data/camvid/test.txt --metadata camvid
+        """)
+    p.add_argument("model", metavar="MODEL", help="a zoo name or a .keras file")
+    p.add_argument("dataset", metavar="DATASET", help="VOC root, SBD root or 'image label' split file")
+    p.add_argument("--split", default="val", help="VOC/SBD split name or split file (default: %(default)s)")
+    _add_evaluation_options(p)
+    p.add_argument("--num-classes", type=_positive, help="the dataset's number of classes (default: 21 for VOC)")
+    p.add_argument("--metadata", help="split files: metadata TOML or a shipped name such as 'camvid'")
+    p.set_defaults(run=_evaluate)
+
+
+def _add_evaluation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="directory for metrics.json, confusion_matrix.png and per_class_iou.png")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
+    p.add_argument("--batch-size", type=_positive, default=1,
+                   help="images of equal size per forward pass; results equal batch 1 (default: %(default)s)")
+    p.add_argument("--weights", help="zoo models: a local .caffemodel or .weights.h5 instead of downloading")
+
+
+def _evaluate(args) -> int:
+    source = dataset_source(args.dataset, args.split, args.num_classes, args.metadata)
+    return _score(load_keras_model(args.model, args.weights), source, args)
+
+
+def _score(model, source, args) -> int:
+    """Evaluates ``model`` on a FileSource and writes the figures and pictures to ``args.out``."""
+    out = _output_dir(args.out, args.overwrite) if args.out else None
+    model_classes = int(model.output_shape[-1])
+    if source.num_classes is not None and source.num_classes != model_classes:
+        raise CommandError(f"model {model.name} predicts {model_classes} classes but dataset {source.name} has "
+                           f"{source.num_classes}; pass --num-classes if the dataset is labelled otherwise")
+    import keras
+
+    from fcn_keras import viz
+    from fcn_keras.evaluation import evaluate
+    from fcn_keras.export.graph import infer_preprocessing
+    from fcn_keras.models.layers import Preprocessing
+
+    mode = infer_preprocessing(model)
+    if mode is not None:
+        # The model expects preprocessed input: put the preprocessing in front so the pipeline stays raw RGB.
+        inputs = keras.Input((None, None, 3), name="image")
+        model = keras.Model(inputs, model(Preprocessing(mode, name="preprocessing")(inputs)), name=model.name)
+    names = list(getattr(model, "classes", None) or source.class_names or _default_classes(model_classes)[0])
+    print(f"evaluating {model.name} on {source.name} ({len(source)} images)")
+    result = evaluate(model, source.dataset(), model_classes, class_names=names, batch_size=args.batch_size,
+                      out_json=out / "metrics.json" if out else None)
+    if out:
+        viz.save_image(viz.confusion_matrix_image(result["confusion_matrix"], names), out / "confusion_matrix.png")
+        viz.save_image(viz.iou_bars_image(result["per_class_iou"]), out / "per_class_iou.png")
+        print(f"wrote metrics.json, confusion_matrix.png and per_class_iou.png to {out}")
     return 0
 
 
@@ -439,6 +507,16 @@ def _add_zoo(commands) -> None:
         """, "fcn-keras zoo download fcn8s_voc")
     dl.add_argument("name", metavar="NAME")
     dl.set_defaults(run=_zoo_download)
+    ev = _add(sub, "evaluate", "reproduce a model's published evaluation (its card's split)", """
+        Evaluate a zoo model on the dataset and split its card names (the VOC models: seg11valid,
+        the 736 VOC2011 val images not in SBD train, as in the reference), so the result can be
+        compared with the published mean IU that 'fcn-keras zoo info NAME' lists.
+        """, "fcn-keras zoo evaluate fcn8s_voc --voc ~/data/VOCdevkit/VOC2011 --out eval-fcn8s")
+    ev.add_argument("name", metavar="NAME")
+    ev.add_argument("--voc", metavar="ROOT", required=True, help="the PASCAL VOC root (JPEGImages/, ...)")
+    ev.add_argument("--split", help="another VOC split instead of the card's")
+    _add_evaluation_options(ev)
+    ev.set_defaults(run=_zoo_evaluate)
 
 
 def _zoo_list(args) -> int:
@@ -466,6 +544,20 @@ def _zoo_info(args) -> int:
     card = zoo.info(args.name)
     print(json.dumps(card, indent=2, default=str))
     return 0
+
+
+def _zoo_evaluate(args) -> int:
+    from fcn_keras import data, zoo
+
+    card = zoo.info(args.name)
+    split = args.split or card["evaluation"]["split"]
+    if card["evaluation"]["dataset"] != "voc":
+        raise CommandError(f"zoo model {args.name} is evaluated on {card['evaluation']['dataset']}, "
+                           f"which 'zoo evaluate' does not read yet; use 'fcn-keras evaluate'")
+    if not Path(args.voc).is_dir():
+        raise CommandError(f"--voc {args.voc} is not a directory")
+    source = data.seg11valid_source(args.voc) if split == "seg11valid" else data.voc_source(args.voc, split)
+    return _score(load_keras_model(args.name, args.weights), source, args)
 
 
 def _zoo_download(args) -> int:
@@ -575,9 +667,9 @@ def _data_check(args) -> int:
 
 
 def _data_synthetic(args) -> int:
+    out = _output_dir(args.out, args.overwrite)
     from fcn_keras import data
 
-    out = _output_dir(args.out, args.overwrite)
     data.write_synthetic_voc(out, args.num_images, args.seed, image_size=args.size, num_classes=args.classes,
                              val_fraction=args.val_fraction)
     print(f"wrote {args.num_images} synthetic images ({args.classes} classes) in the VOC layout to {out}")

@@ -115,30 +115,6 @@ def _say(verbose: int, message: str) -> None:
         print(message, flush=True)
 
 
-def format_scores(scores: dict, class_names: list[str]) -> str:
-    """The four metrics and a per-class IoU table, as printed by ``demo`` and ``evaluate``.
-
-    Example:
-        >>> print(format_scores({"pixel_accuracy": 0.9, "mean_accuracy": 0.8, "mean_iou": 0.7,
-        ...                      "frequency_weighted_iou": 0.85, "per_class_iou": [0.9, 0.5]}, ["a", "b"]))
-        pixel accuracy          0.9000
-        mean accuracy           0.8000
-        mean IU                 0.7000
-        frequency weighted IU   0.8500
-        class                      IoU
-        a                       0.9000
-        b                       0.5000
-    """
-    rows = [("pixel accuracy", scores["pixel_accuracy"]), ("mean accuracy", scores["mean_accuracy"]),
-            ("mean IU", scores["mean_iou"]), ("frequency weighted IU", scores["frequency_weighted_iou"])]
-    width = max(22, *(len(n) + 1 for n in class_names))
-    lines = [f"{name:<{width}}{value:>8.4f}" for name, value in rows]
-    lines.append(f"{'class':<{width}}{'IoU':>8}")
-    for name, value in zip(class_names, scores["per_class_iou"]):
-        lines.append(f"{name:<{width}}{'n/a':>8}" if np.isnan(value) else f"{name:<{width}}{value:>8.4f}")
-    return "\n".join(lines)
-
-
 def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfig(), overwrite: bool = False,
              verbose: int = 1) -> dict:
     """Runs the demo into ``out`` and returns its summary (metrics, parity, artefact paths, seconds).
@@ -158,6 +134,7 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
     import tensorflow as tf
 
     from fcn_keras import data, viz
+    from fcn_keras.evaluation import evaluate
     from fcn_keras.losses import SegmentationCrossEntropy
     from fcn_keras.metrics import SegmentationMetrics
     from fcn_keras.models import build_fcn
@@ -201,8 +178,8 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
     t = lap("training", t)
 
     _say(verbose, f"[3/6] evaluating on the held-out split ({len(val_source)} images)")
-    scores = evaluate_model(model, val, config.num_classes)
-    _say(verbose, format_scores(scores, config.class_names))
+    scores = evaluate(model, val_source.dataset(), config.num_classes, class_names=config.class_names,
+                      verbose=verbose)
     t = lap("evaluation", t)
 
     _say(verbose, "[4/6] exporting a SavedModel (TF Serving) and a TFLite file, and checking them against Keras")
@@ -234,7 +211,7 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
 
     _say(verbose, "[6/6] drawing the confusion matrix, per-class IoU and training curves")
     viz.save_image(viz.confusion_matrix_image(scores["confusion_matrix"], config.class_names), paths["confusion_matrix"])
-    viz.save_image(viz.iou_bars_image(scores["per_class_iou"], config.class_names), paths["per_class_iou"])
+    viz.save_image(viz.iou_bars_image(scores["per_class_iou"]), paths["per_class_iou"])
     viz.save_image(viz.training_curves_image(paths["training_log"]), paths["training_curves"])
     lap("pictures", t)
 
@@ -243,7 +220,7 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
         "pixel_accuracy": scores["pixel_accuracy"],
         "mean_accuracy": scores["mean_accuracy"],
         "frequency_weighted_iou": scores["frequency_weighted_iou"],
-        "per_class_iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(config.class_names, scores["per_class_iou"])},
+        "per_class_iou": scores["per_class_iou"],
         "confusion_matrix": np.asarray(scores["confusion_matrix"]).tolist(),
         "parity": parity,
         "config": dataclasses.asdict(config),
@@ -261,25 +238,6 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
         for role, path in artefacts.items():
             print(f"  {role:<{width}}  {path}")
     return summary
-
-
-def evaluate_model(model, dataset, num_classes: int) -> dict:
-    """The paper's scores of ``model`` over a ``(images, labels)`` dataset, with the confusion matrix.
-
-    Example:
-        >>> import numpy as np, tensorflow as tf, fcn_keras
-        >>> model = fcn_keras.fcn32s(num_classes=2, backbone="tiny_vgg", include_preprocessing=True)
-        >>> ds = tf.data.Dataset.from_tensors((np.zeros((1, 32, 32, 3), "float32"), np.zeros((1, 32, 32), "int32")))
-        >>> sorted(evaluate_model(model, ds, 2))[:2]
-        ['confusion_matrix', 'frequency_weighted_iou']
-    """
-    from fcn_keras.metrics import confusion_matrix, scores_from_confusion
-
-    hist = np.zeros((num_classes, num_classes), np.int64)
-    for images, labels in dataset:
-        predictions = model.predict_on_batch(images).argmax(-1)
-        hist += confusion_matrix(np.asarray(labels), predictions, num_classes)
-    return {**scores_from_confusion(hist), "confusion_matrix": hist}
 
 
 def saved_model_logits(version_dir: str | os.PathLike) -> Callable[[np.ndarray], np.ndarray]:

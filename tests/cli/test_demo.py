@@ -25,7 +25,8 @@ def test_demo_writes_every_artefact(demo_run):
     for role, name in demo.ARTEFACTS.items():
         assert (out / name).exists(), role
         assert f"{role}" in stdout and str(out / name) in stdout
-    assert "mean IU" in stdout and "frequency weighted IU" in stdout and "shape 5" in stdout
+    for printed in ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou", "shape 5"):
+        assert printed in stdout
 
 
 def test_demo_exports_load_and_agree_with_keras(demo_run):
@@ -77,4 +78,4 @@ def test_overwrite_replaces_only_the_demo_artefacts(tmp_path):
 
 def test_docstring_examples_run():
     result = doctest.testmod(demo, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 5 and result.failed == 0
+    assert result.attempted >= 3 and result.failed == 0
