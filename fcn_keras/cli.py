@@ -303,11 +303,12 @@ def _evaluate(args) -> int:
 
 def _score(model, source, args) -> int:
     """Evaluates ``model`` on a FileSource and writes the figures and pictures to ``args.out``."""
-    out = _output_dir(args.out, args.overwrite) if args.out else None
     model_classes = int(model.output_shape[-1])
     if source.num_classes is not None and source.num_classes != model_classes:
         raise CommandError(f"model {model.name} predicts {model_classes} classes but dataset {source.name} has "
                            f"{source.num_classes}; pass --num-classes if the dataset is labelled otherwise")
+    out = _output_dir(args.out, args.overwrite) if args.out else None
+    names = list(getattr(model, "classes", None) or source.class_names or _default_classes(model_classes)[0])
     import keras
 
     from fcn_keras import viz
@@ -320,7 +321,6 @@ def _score(model, source, args) -> int:
         # The model expects preprocessed input: put the preprocessing in front so the pipeline stays raw RGB.
         inputs = keras.Input((None, None, 3), name="image")
         model = keras.Model(inputs, model(Preprocessing(mode, name="preprocessing")(inputs)), name=model.name)
-    names = list(getattr(model, "classes", None) or source.class_names or _default_classes(model_classes)[0])
     print(f"evaluating {model.name} on {source.name} ({len(source)} images)")
     result = evaluate(model, source.dataset(), model_classes, class_names=names, batch_size=args.batch_size,
                       out_json=out / "metrics.json" if out else None)
