@@ -148,3 +148,24 @@ class DiagonalConv2DTranspose(keras.layers.Conv2DTranspose):
             y = y + ops.reshape(self.bias, (1, 1, 1, channels))
         return self.activation(y) if self.activation is not None else y
 
+
+
+_PLAIN_TWINS = {PatchMatmulConv2D: keras.layers.Conv2D, DiagonalConv2DTranspose: keras.layers.Conv2DTranspose}
+
+
+def plain_layers(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` with every fast layer replaced by the plain Keras layer, same weights.
+
+    For checking the fast formulations against the plain ones, and for
+    measuring what they gain.
+
+    Example:
+        >>> from fcn_keras.models import fcn32s
+        >>> type(plain_layers(fcn32s(num_classes=2)).get_layer("fc6")).__name__
+        'Conv2D'
+    """
+    clone = keras.models.clone_model(
+        model, clone_function=lambda layer: _PLAIN_TWINS.get(type(layer), type(layer)).from_config(layer.get_config())
+    )
+    clone.set_weights(model.get_weights())
+    return clone

@@ -11,30 +11,18 @@ import pytest
 import keras
 
 from fcn_keras.models import fcn8s
-from fcn_keras.models.fast_convolutions import DiagonalConv2DTranspose, PatchMatmulConv2D
+from fcn_keras.models.fast_convolutions import DiagonalConv2DTranspose, PatchMatmulConv2D, plain_layers
 from fcn_keras.models.layers import BilinearUpsamplingInitializer
 
 RNG = np.random.default_rng(8)
 backend_agnostic = pytest.mark.backend_agnostic
-_PLAIN = {PatchMatmulConv2D: keras.layers.Conv2D, DiagonalConv2DTranspose: keras.layers.Conv2DTranspose}
 
 
 def plain_twin(layer: keras.layers.Layer, input_shape) -> keras.layers.Layer:
     """The plain Keras layer with ``layer``'s config and weights."""
-    twin = _PLAIN[type(layer)].from_config(layer.get_config())
-    twin.build(input_shape)
-    twin.set_weights(layer.get_weights())
+    twin = plain_layers(keras.Sequential([keras.Input(input_shape[1:]), layer])).layers[0]
+    assert type(twin) in (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
     return twin
-
-
-def plain_model(model: keras.Model) -> keras.Model:
-    """``model`` with every fast layer replaced by its plain Keras twin, same weights."""
-    clone = keras.models.clone_model(
-        model, clone_function=lambda layer: _PLAIN.get(type(layer), type(layer)).from_config(layer.get_config())
-    )
-    clone.set_weights(model.get_weights())
-    assert not any(type(layer) in _PLAIN for layer in clone.layers)
-    return clone
 
 
 def images(*shape):
@@ -126,7 +114,9 @@ def _randomise_scores(model):
 def fcn8s_pair():
     model = fcn8s(num_classes=4)
     _randomise_scores(model)
-    return model, plain_model(model)
+    plain = plain_layers(model)
+    assert not any(isinstance(layer, (PatchMatmulConv2D, DiagonalConv2DTranspose)) for layer in plain.layers)
+    return model, plain
 
 
 def test_fcn8s_equals_its_plain_formulation(fcn8s_pair):
