@@ -17,6 +17,7 @@ import numpy as np
 import keras
 from keras import layers
 
+from fcn_keras.models.fast_convolutions import PatchMatmulConv2D
 from fcn_keras.models.layers import PadToMultiple
 
 # (filters, convolutions) per VGG16 block; every block ends in a 2x2/2 ceil-mode max pool.
@@ -80,7 +81,8 @@ def vgg16_trunk(x) -> dict[int, object]:
         # Caffe's pooling rounds up: "same" 2x2/2 pooling is exactly that.
         x = layers.MaxPooling2D(2, 2, padding="same", name=f"pool{block}")(x)
         features[2**block] = x
-    x = layers.Conv2D(4096, 7, padding="valid", activation="relu", name="fc6")(x)
+    # fc6 as one matrix product over 7x7x512 patches: the same arithmetic, several times faster on CPU.
+    x = PatchMatmulConv2D(4096, 7, padding="valid", activation="relu", name="fc6")(x)
     x = layers.Dropout(0.5, name="drop6")(x)
     x = layers.Conv2D(4096, 1, activation="relu", name="fc7")(x)
     x = layers.Dropout(0.5, name="drop7")(x)
