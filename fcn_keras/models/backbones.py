@@ -3,7 +3,7 @@
 ``vgg16`` is the reference trunk (conv1_1 ... fc7 with conv1_1's 100-pixel pad and
 ceil-mode pooling, net.py); ``mobilenet_v2`` and ``resnet50`` are
 keras.applications encoders for light or fast training, which have no reference
-to match. Also here: the Dense->Conv conversion of a classifier
+to match; ``tiny_vgg`` is a small from-scratch encoder for demos and tests. Also here: the Dense->Conv conversion of a classifier
 (:func:`convolutionalize`) and the ImageNet initialisation it enables.
 """
 
@@ -43,6 +43,30 @@ class Backbone:
     taps: tuple[str, str, str] = ()
 
 
+def tiny_vgg(include_top: bool = False, weights: str | None = None, input_shape: tuple = (None, None, 3),
+             widths: tuple[int, ...] = (16, 32, 64, 96, 128)) -> keras.Model:
+    """A narrow VGG-style encoder (two 3x3 convs + 2x2 pool per block, no batch norm), for quick demos.
+
+    It trains from scratch in a minute or two on a CPU (no batch-norm statistics
+    to settle, unlike MobileNetV2 from scratch); it has no pretrained weights.
+    ``include_top`` exists for keras.applications' signature and must be False.
+
+    Example:
+        >>> tiny_vgg().get_layer("block5_pool").output.shape
+        (None, None, None, 128)
+    """
+    if include_top or weights is not None:
+        raise ValueError("tiny_vgg has no classifier top and no pretrained weights: use include_top=False, weights=None")
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for block, width in enumerate(widths, start=1):
+        for i in (1, 2):
+            x = layers.Conv2D(width, 3, padding="same", activation="relu", kernel_initializer="he_normal",
+                              name=f"block{block}_conv{i}")(x)
+        x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    return keras.Model(inputs, x, name="tiny_vgg")
+
+
 BACKBONES: dict[str, Backbone] = {
     "vgg16": Backbone("vgg16", preprocessing="fcn", reference=True),
     "mobilenet_v2": Backbone(
@@ -56,6 +80,9 @@ BACKBONES: dict[str, Backbone] = {
         preprocessing="caffe",
         application=keras.applications.ResNet50,
         taps=("conv3_block4_out", "conv4_block6_out", "conv5_block3_out"),
+    ),
+    "tiny_vgg": Backbone(
+        "tiny_vgg", preprocessing="tf", application=tiny_vgg, taps=("block3_pool", "block4_pool", "block5_pool"),
     ),
 }
 
