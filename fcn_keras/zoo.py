@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn_keras.caffe import CaffeModelError, load_caffe_weights
-from fcn_keras.palette import IGNORE_LABEL, VOC_CLASSES, voc_palette
+from fcn_keras.palette import VOC_CLASSES, voc_palette
 from fcn_keras.preprocessing import REFERENCE_BGR_MEAN
 from fcn_keras.resources import zoo_path
 
