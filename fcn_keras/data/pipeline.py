@@ -1,12 +1,11 @@
 """The input pipeline for ``model.fit`` / ``model.evaluate``: augmentation, preprocessing, batching.
 
-Augmentation treats image and label as one tensor (the label as a 4th channel)
-for cropping and flipping, so they cannot drift apart; scaling resizes the image
-bilinearly and the label by nearest neighbour — labels are never interpolated.
-Randomness is stateless: each example gets its own seed from a seeded
-``tf.data.Dataset.random``, so with ``deterministic=True`` a seed gives
-bit-identical epochs regardless of thread scheduling.
-"""
+Augmentation draws a random scale and crop window and resamples only that
+window, sampling the image (bilinear) and the label (nearest neighbour — never
+interpolated) at the same points, then flips both together, so they cannot
+drift apart. Randomness is stateless: each example gets its own seed from a
+seeded ``tf.data.Dataset.random``, so with ``deterministic=True`` a seed gives
+bit-identical epochs regardless of thread scheduling."""
 
 from __future__ import annotations
 

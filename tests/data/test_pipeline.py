@@ -153,3 +153,17 @@ def test_resampling_is_an_align_corners_resize(scaled):
         tf.constant(image), tf.constant(label), tf.constant(scaled), tf.constant([7, 9]), tf.constant([20, 30]))
     np.testing.assert_allclose(part_image.numpy(), out_image.numpy()[7:27, 9:39], atol=1e-3)
     np.testing.assert_array_equal(part_label.numpy(), out_label.numpy()[7:27, 9:39])
+
+
+def test_reference_recipe_batch1_native_size_feeds_model_fit(synthetic_voc):
+    import keras
+
+    native = {tuple(label.shape) for _, label in load_voc(synthetic_voc, "train")}
+    ds = make_pipeline(load_voc(synthetic_voc, "train"), training=True, seed=0)  # batch 1, native size
+    shapes = {tuple(labels.shape[1:]) for images, labels in ds}
+    assert shapes == native
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(21, 1)(inputs))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255))
+    history = model.fit(ds, epochs=1, verbose=0, shuffle=False)  # the pipeline shuffles
+    assert np.isfinite(history.history["loss"][0])
