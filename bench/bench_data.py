@@ -48,7 +48,7 @@ def run(quick: bool = False) -> dict:
     """Measures raw-file and prepared-shard throughput; quick mode takes a few seconds."""
     from fcn_keras.data import prepare, voc_source, write_synthetic_voc
 
-    num_images, batches, warmup = (16, 4, 1) if quick else (96, 60, 5)
+    num_images, batches, warmup = (8, 2, 1) if quick else (96, 60, 5)
     with tempfile.TemporaryDirectory() as tmp:
         root = write_synthetic_voc(Path(tmp) / "voc", num_images=num_images, seed=0, image_size=VOC_SIZE)
         source = voc_source(root, "trainval")
