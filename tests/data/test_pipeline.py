@@ -134,25 +134,24 @@ def test_input_context_shards_examples(synthetic_voc):
     assert not set(shard0) & set(shard1)
 
 
-@pytest.mark.parametrize("scaled", [(50, 70), (131, 173)])
-def test_resampling_is_an_align_corners_resize(scaled):
-    """The windowed resampler equals a full align-corners resize (bilinear image, nearest label)."""
-    from fcn_keras.data.pipeline import _resampled_window
+@pytest.mark.parametrize("region, out", [((64, 80), (50, 70)), ((30, 41), (131, 173)), ((20, 30), (20, 30))])
+def test_region_resize_matches_tf_image_resize(region, out):
+    """Image bilinear and label nearest, at tf.image.resize's sample points, on the region only."""
+    from fcn_keras.data.pipeline import _resize_region
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
     label = rng.integers(0, 21, (64, 80), dtype=np.uint8)
-    out_image, out_label = _resampled_window(
-        tf.constant(image), tf.constant(label), tf.constant(scaled), tf.constant([0, 0]), tf.constant(scaled))
-    want_image = tf.compat.v1.image.resize_bilinear(image[None], scaled, align_corners=True)[0]
-    np.testing.assert_allclose(out_image.numpy(), want_image.numpy(), atol=1e-3)
-    want_label = tf.compat.v1.image.resize_nearest_neighbor(label[None, ..., None], scaled, align_corners=True)
-    np.testing.assert_array_equal(out_label.numpy(), want_label[0, ..., 0].numpy())
-    # A window is the same pixels as the corresponding part of the full resize.
-    part_image, part_label = _resampled_window(
-        tf.constant(image), tf.constant(label), tf.constant(scaled), tf.constant([7, 9]), tf.constant([20, 30]))
-    np.testing.assert_allclose(part_image.numpy(), out_image.numpy()[7:27, 9:39], atol=1e-3)
-    np.testing.assert_array_equal(part_label.numpy(), out_label.numpy()[7:27, 9:39])
+    start = (64 - region[0], 80 - region[1])
+    got_image, got_label = _resize_region(
+        tf.constant(image), tf.constant(label), tf.constant(start), tf.constant(region), tf.constant(out))
+    window = (slice(start[0], start[0] + region[0]), slice(start[1], start[1] + region[1]))
+    want_image = tf.image.resize(image[window], out, method="bilinear")
+    want_label = tf.image.resize(label[window][..., None], out, method="nearest")[..., 0]
+    np.testing.assert_allclose(got_image.numpy(), want_image.numpy(), atol=1e-3)
+    np.testing.assert_array_equal(got_label.numpy(), want_label.numpy())
+    if region == out:  # no rescaling: an exact copy
+        np.testing.assert_array_equal(got_image.numpy(), image[window])
 
 
 def test_reference_recipe_batch1_native_size_feeds_model_fit(synthetic_voc):
