@@ -27,10 +27,11 @@ Data = "tf.data.Dataset | FileSource | str | os.PathLike"
 
 
 def _as_pair(element):
-    """Accepts (image, label), (image, label, id) or {"image", "label", ...} elements."""
-    if isinstance(element, dict):
-        return element["image"], element["label"]
-    return element[0], element[1]
+    """Accepts (image, label), (image, label, id) or {"image", "label", ...} elements; labels [H,W] or [H,W,1]."""
+    image, label = (element["image"], element["label"]) if isinstance(element, dict) else (element[0], element[1])
+    if label.shape.rank == 3:
+        label = label[..., 0]
+    return image, label
 
 
 def _source_dataset(

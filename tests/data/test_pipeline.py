@@ -166,3 +166,16 @@ def test_reference_recipe_batch1_native_size_feeds_model_fit(synthetic_voc):
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255))
     history = model.fit(ds, epochs=1, verbose=0, shuffle=False)  # the pipeline shuffles
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_dict_elements_and_channel_labels():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (4, 20, 24, 3), dtype=np.uint8)
+    labels = rng.integers(0, 5, (4, 20, 24, 1), dtype=np.uint8)
+    ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels, "id": ["a", "b", "c", "d"]})
+    got = list(make_pipeline(ds, training=False, batch_size=2, preprocessing=None))
+    assert [tuple(y.shape) for _, y in got] == [(2, 20, 24)] * 2
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in got]), labels[..., 0])
+    np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in got]), images.astype(np.float32))
+    train = make_pipeline(ds, training=True, batch_size=2, crop_size=16, seed=0)
+    assert all(y.shape == (2, 16, 16) for _, y in train)
