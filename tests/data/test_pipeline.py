@@ -179,3 +179,24 @@ def test_dict_elements_and_channel_labels():
     np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in got]), images.astype(np.float32))
     train = make_pipeline(ds, training=True, batch_size=2, crop_size=16, seed=0)
     assert all(y.shape == (2, 16, 16) for _, y in train)
+
+
+def test_jitter_touches_only_the_image(synthetic_voc):
+    def first(jitter):
+        ds = make_pipeline(voc_source(synthetic_voc, "train"), training=True, batch_size=2, crop_size=40,
+                           scale_range=(0.7, 1.3), jitter=jitter, seed=5, deterministic=True, preprocessing=None)
+        return next(iter(ds))
+
+    (plain, plain_labels), (jittered, jittered_labels) = first(False), first(True)
+    np.testing.assert_array_equal(plain_labels, jittered_labels)
+    assert not np.allclose(plain, jittered) and jittered.numpy().min() >= 0 and jittered.numpy().max() <= 255
+
+
+@pytest.mark.parametrize("cache", [True, "file"])
+def test_cache_keeps_examples_and_reshuffles(synthetic_voc, tmp_path, cache):
+    cache = str(tmp_path / "cache") if cache == "file" else cache
+    ds = make_pipeline(voc_source(synthetic_voc, "trainval"), training=True, flip=False, seed=1, deterministic=True,
+                       cache=cache, preprocessing=None)
+    epochs = [[int(y.numpy().sum()) for _, y in ds] for _ in range(3)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) == sorted(epochs[2]) and len(epochs[0]) == 8
+    assert len({tuple(e) for e in epochs}) > 1  # the cached examples are reshuffled per epoch
