@@ -31,11 +31,11 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["CaffeLayer", "CaffeModelError", "read_caffemodel", "write_caffemodel", "load_caffe_weights"]
+__all__ = ["CaffeLayer", "CaffeModelError", "iter_caffemodel", "read_caffemodel", "write_caffemodel", "load_caffe_weights"]
 
 
 class CaffeModelError(ValueError):
@@ -293,6 +293,30 @@ def _read_layer(src: _Source, end: int, form: _LayerForm, wanted) -> CaffeLayer:
                       blobs=list(arrays) if keep else [], blob_shapes=shapes)
 
 
+def iter_caffemodel(path: str | os.PathLike, layers: Iterable[str] | None = None) -> Iterator[CaffeLayer]:
+    """Yields a ``.caffemodel``'s layers one at a time, in file order (see :func:`read_caffemodel`).
+
+    Only the current layer's blobs are in memory, so a 540 MB file needs at most
+    its largest blob (fc6, 411 MB).
+    """
+    path = os.fspath(path)
+    wanted = None if layers is None else set(layers)
+    size = os.path.getsize(path)
+    found = False
+    with open(path, "rb") as f:
+        src = _Source(f, path, size)
+        for number, wire, value in _fields(src, size):
+            form = {_NEW.field: _NEW, _V1.field: _V1}.get(number) if wire == _BYTES else None
+            if form is None:
+                if wire == _BYTES:
+                    src.skip(value)
+                continue
+            found = True
+            yield _read_layer(src, src.tell() + value, form, wanted)
+    if not found:
+        raise CaffeModelError(f"{path}: no layers found: this is not a .caffemodel (NetParameter) file")
+
+
 def read_caffemodel(path: str | os.PathLike, layers: Iterable[str] | None = None) -> dict[str, CaffeLayer]:
     """Reads a ``.caffemodel`` (new ``layer`` or V1 ``layers`` form) into ``{name: CaffeLayer}``.
 
@@ -311,24 +335,11 @@ def read_caffemodel(path: str | os.PathLike, layers: Iterable[str] | None = None
     Example:
         >>> read_caffemodel("fcn8s-heavy-pascal.caffemodel", layers=["score_fr"])  # doctest: +SKIP
     """
-    path = os.fspath(path)
-    wanted = None if layers is None else set(layers)
-    size = os.path.getsize(path)
     result: dict[str, CaffeLayer] = {}
-    with open(path, "rb") as f:
-        src = _Source(f, path, size)
-        for number, wire, value in _fields(src, size):
-            form = {_NEW.field: _NEW, _V1.field: _V1}.get(number) if wire == _BYTES else None
-            if form is None:
-                if wire == _BYTES:
-                    src.skip(value)
-                continue
-            layer = _read_layer(src, src.tell() + value, form, wanted)
-            if layer.name in result:
-                raise CaffeModelError(f"{path}: layer {layer.name!r} appears twice")
-            result[layer.name] = layer
-    if not result:
-        raise CaffeModelError(f"{path}: no layers found: this is not a .caffemodel (NetParameter) file")
+    for layer in iter_caffemodel(path, layers):
+        if layer.name in result:
+            raise CaffeModelError(f"{os.fspath(path)}: layer {layer.name!r} appears twice")
+        result[layer.name] = layer
     return result
 
 
@@ -489,14 +500,12 @@ def _strip(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _fit(blob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
-    """``blob`` in ``shape``, or ``None`` if it cannot fit. Accepts legacy 4-D blobs
-    (leading 1-dims) and InnerProduct ``(out, in * kh * kw)`` matrices for
+def _fits(found: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether a blob of shape ``found`` holds a Caffe ``shape`` parameter. Accepts legacy
+    4-D blobs (leading 1-dims) and InnerProduct ``(out, in * kh * kw)`` matrices for
     convolutions: Caffe flattens (C, H, W) in C order, so a reshape restores them."""
-    found = _strip(blob.shape)
-    if found == _strip(shape) or (len(shape) == 4 and found == _strip((shape[0], int(np.prod(shape[1:]))))):
-        return blob.reshape(shape)
-    return None
+    found = _strip(found)
+    return found == _strip(shape) or (len(shape) == 4 and found == _strip((shape[0], int(np.prod(shape[1:])))))
 
 
 def load_caffe_weights(model, caffemodel_path: str | os.PathLike):
@@ -507,8 +516,9 @@ def load_caffe_weights(model, caffemodel_path: str | os.PathLike):
     transposed ``(2, 3, 1, 0)`` into Keras' ``Conv2D`` ``(kh, kw, in, out)`` and
     ``Conv2DTranspose`` ``(kh, kw, out, in)`` layouts; ``fc6``/``fc7`` may come as
     InnerProduct matrices. At-once ``Scale`` blobs are checked against the
-    model's fixed scales. Every layer and shape is checked before any weight is
-    set: on error the model is left untouched.
+    model's fixed scales. The whole file (every field, layer name, type, blob
+    shape and size) is checked before any weight is set, so a bad file leaves the
+    model untouched; the data is then streamed one layer at a time.
 
     Returns:
         ``model``.
@@ -526,10 +536,14 @@ def load_caffe_weights(model, caffemodel_path: str | os.PathLike):
 
     path = os.fspath(caffemodel_path)
     targets = _targets(model)
-    layers = read_caffemodel(path, layers=targets)
-    with_blobs = {name for name, layer in layers.items() if layer.blob_shapes}
+    # Pass 1 reads the whole file's structure (every field length, blob shape and
+    # count, and the small Scale blobs) and checks it against the model; pass 2
+    # streams the data layer by layer into the model, so at most one blob is held.
+    scales = [name for name, target in targets.items() if target.kind == "scale"]
+    structure = read_caffemodel(path, layers=scales)
+    with_blobs = {name for name, layer in structure.items() if layer.blob_shapes}
     missing = [name for name in targets if name not in with_blobs]
-    extra = [name for name in layers if name in with_blobs and name not in targets]
+    extra = [name for name in structure if name in with_blobs and name not in targets]
     if missing or extra:
         raise CaffeModelError(
             f"{path} does not fit {model.name}: "
@@ -539,10 +553,8 @@ def load_caffe_weights(model, caffemodel_path: str | os.PathLike):
             ) if part)
             + ". Is it a caffemodel for another architecture or class count?"
         )
-
-    assignments = []
     for name, target in targets.items():
-        layer = layers[name]
+        layer = structure[name]
         if layer.type and layer.type not in target.types:
             raise CaffeModelError(f"{path}: layer {name!r} is a Caffe {layer.type}, the model needs {' or '.join(target.types)}")
         if target.kind == "scale":
@@ -551,27 +563,25 @@ def load_caffe_weights(model, caffemodel_path: str | os.PathLike):
                 found = [np.unique(b).tolist()[:4] for b in layer.blobs]
                 raise CaffeModelError(f"{path}: Scale layer {name!r} holds {found}, the model's fixed scale is {scale}")
             continue
-        if len(layer.blobs) != len(target.shapes):
+        if len(layer.blob_shapes) != len(target.shapes):
             raise CaffeModelError(
-                f"{path}: layer {name!r} has {len(layer.blobs)} blobs {layer.blob_shapes}, "
+                f"{path}: layer {name!r} has {len(layer.blob_shapes)} blobs {layer.blob_shapes}, "
                 f"the model needs {len(target.shapes)} with Caffe shapes {list(target.shapes)}"
             )
-        values = []
-        for blob, shape in zip(layer.blobs, target.shapes):
-            fitted = _fit(blob, shape)
-            if fitted is None:
+        for found, shape in zip(layer.blob_shapes, target.shapes):
+            if not _fits(found, shape):
                 raise CaffeModelError(
-                    f"{path}: layer {name!r} blob shape {blob.shape} does not fit the model, "
+                    f"{path}: layer {name!r} blob shape {found} does not fit the model, "
                     f"which needs Caffe shape {shape}"
                 )
-            values.append(fitted)
-        assignments.append((target.layer, values))
-    layers.clear()
-    assignments.reverse()
-    while assignments:  # popped one by one so that each layer's blobs are freed once set
-        layer, values = assignments.pop()
-        for variable, value in zip(layer.weights, values):
+
+    weighted = [name for name, target in targets.items() if target.kind != "scale"]
+    for layer in iter_caffemodel(path, layers=weighted):
+        if layer.name not in weighted:
+            continue
+        target = targets[layer.name]
+        for variable, blob, shape in zip(target.layer.weights, layer.blobs, target.shapes):
             # keras.ops' transpose is several times faster than NumPy's on fc6's 400 MB.
-            value = ops.convert_to_tensor(value, dtype=variable.dtype)
-            variable.assign(ops.transpose(value, (2, 3, 1, 0)) if len(value.shape) == 4 else value)
+            value = ops.convert_to_tensor(blob.reshape(shape), dtype=variable.dtype)
+            variable.assign(ops.transpose(value, (2, 3, 1, 0)) if len(shape) == 4 else value)
     return model

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn_keras.caffe import CaffeModelError, load_caffe_weights
-from fcn_keras.palette import IGNORE_LABEL, VOC_CLASSES, voc_palette
+from fcn_keras.palette import VOC_CLASSES, voc_palette
 from fcn_keras.preprocessing import REFERENCE_BGR_MEAN
 from fcn_keras.resources import zoo_path
 
@@ -453,8 +453,13 @@ def _convert_and_cache(card: dict, fcn, source: Path, digests: dict) -> None:
     verified = "published checksum" if card["weights"]["checksum"] != "none" else "structure (no published checksum)"
     registry["sources"].setdefault(card["weights"]["file"], {**digests, "verified": verified})
     registry["converted"].setdefault(card["name"], {})[digests["sha256"]] = {
-        "file": name, "sha256": _hashes(converted)["sha256"], "source": str(source)}
+        "file": name, "sha256": _hashes(converted)["sha256"], "source": str(source), **_stat(converted)}
     _save_registry(registry)
+
+
+def _stat(path: Path) -> dict:
+    status = path.stat()
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
 
 
 def download(name: str, progress: bool = True, timeout: float = 20.0) -> Path:
@@ -591,6 +596,9 @@ def _cached_conversion(card: dict) -> Path | None:
     if entry is None:
         return None
     converted = home() / "converted" / entry["file"]
-    if converted.exists() and _hashes(converted)["sha256"] == entry["sha256"]:
+    if not converted.exists():
+        return None
+    # Re-hashing 540 MB costs seconds: done only if the file changed since its hash was recorded.
+    if _stat(converted) == {key: entry.get(key) for key in ("size", "mtime_ns")}:
         return converted
-    return None
+    return converted if _hashes(converted)["sha256"] == entry["sha256"] else None

@@ -17,6 +17,7 @@ import numpy as np
 import keras
 from keras import layers
 
+from fcn_keras.models.fast_convolutions import PatchMatmulConv2D
 from fcn_keras.models.layers import PadToMultiple
 
 # (filters, convolutions) per VGG16 block; every block ends in a 2x2/2 ceil-mode max pool.
@@ -107,7 +108,8 @@ def vgg16_trunk(x) -> dict[int, object]:
         # Caffe's pooling rounds up: "same" 2x2/2 pooling is exactly that.
         x = layers.MaxPooling2D(2, 2, padding="same", name=f"pool{block}")(x)
         features[2**block] = x
-    x = layers.Conv2D(4096, 7, padding="valid", activation="relu", name="fc6")(x)
+    # fc6 as one matrix product over 7x7x512 patches: the same arithmetic, several times faster on CPU.
+    x = PatchMatmulConv2D(4096, 7, padding="valid", activation="relu", name="fc6")(x)
     x = layers.Dropout(0.5, name="drop6")(x)
     x = layers.Conv2D(4096, 1, activation="relu", name="fc7")(x)
     x = layers.Dropout(0.5, name="drop7")(x)
@@ -141,11 +143,13 @@ def convolutionalize(model: keras.Model) -> keras.Model:
         >>> fcn.get_layer("fc1").kernel.shape
         (7, 7, 512, 4096)
     """
-    inputs = keras.Input((None, None, model.input_shape[-1]), name=model.layers[0].name)
+    inputs = keras.Input((None, None, model.input_shape[-1]), name="image")
     x = inputs
     flattened_shape = None
     copies = []
-    for layer in model.layers[1:]:
+    for layer in model.layers:
+        if isinstance(layer, layers.InputLayer):  # functional models list it, Sequential ones do not
+            continue
         if isinstance(layer, layers.Flatten):
             flattened_shape = tuple(layer.input.shape[1:])
             continue
@@ -176,6 +180,8 @@ def convolutionalize(model: keras.Model) -> keras.Model:
     return result
 
 
+_VGG16_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+
 # keras.applications VGG16 layer -> reference layer.
 _VGG16_TO_REFERENCE = {
     **{f"block{b}_conv{i}": f"conv{b}_{i}" for b, (_, n) in enumerate(VGG16_BLOCKS, 1) for i in range(1, n + 1)},
@@ -194,7 +200,14 @@ def load_vgg16_weights(fcn: keras.Model, weights: str) -> None:
     naming the layer and both shapes.
     """
     if weights == "imagenet":
-        vgg = keras.applications.VGG16(include_top=True, weights="imagenet")
+        try:
+            vgg = keras.applications.VGG16(include_top=True, weights="imagenet")
+        except Exception as exc:  # get_file raises a bare Exception on network errors
+            raise RuntimeError(
+                "Could not download the ImageNet VGG16 weights with top "
+                f"({_VGG16_WEIGHTS_FILE}, fetched by keras.applications.VGG16): {exc}. "
+                "Offline, copy that file here from a machine with network access and pass weights=<its path>."
+            ) from exc
     else:
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"weights file {weights!r} does not exist")

@@ -106,7 +106,8 @@ def test_checksum_mismatch_is_refused_and_deleted(server, tmp_zoo):
     assert list(tmp_zoo.downloads.iterdir()) == []
 
 
-def test_weights_path_with_a_wrong_checksum_is_refused(tmp_path):
+def test_weights_path_with_a_wrong_checksum_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("FCN_KERAS_HOME", str(tmp_path / "home"))
     path = tmp_path / "mine.caffemodel"
     write_caffemodel(path, [CaffeLayer("conv1_1", "Convolution", blobs=[np.ones((2, 3, 3, 3), "float32")])])
     with pytest.raises(zoo.ChecksumError) as info:
@@ -115,6 +116,7 @@ def test_weights_path_with_a_wrong_checksum_is_refused(tmp_path):
     assert "c449ea74dd7d83751d1357d6a8c323fcf4038962" in message
     assert hashlib.sha1(path.read_bytes()).hexdigest() in message and "verify=False" in message
     assert path.exists()  # the user's own file is not deleted
+    assert not (tmp_path / "home").exists()  # and nothing was cached
 
 
 def test_offline_load_fails_with_where_to_put_the_file(tmp_zoo):

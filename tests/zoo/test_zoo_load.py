@@ -23,6 +23,14 @@ from tests.zoo.caffe_layouts import assert_converted, caffe_layers
 from tests.zoo.zoo_env import TmpZoo
 
 
+def _flip_a_byte(path):
+    with open(path, "r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        byte = f.read(1)[0]
+        f.seek(-1, 1)
+        f.write(bytes([byte ^ 0xFF]))
+
+
 def _free():
     keras.backend.clear_session()
     gc.collect()
@@ -38,7 +46,6 @@ def test_placed_file_is_verified_converted_cached_and_reused(tmp_path, monkeypat
     placed.parent.mkdir(parents=True)
     written = caffe_layers("fcn32s", seed=32, inner_product_fc=True)
     write_caffemodel(placed, written, form="layer", legacy_dims=True)  # old-style blob dims and fc matrices
-    original = placed.read_bytes()
 
     model = zoo.load("fcn32s_voc", include_preprocessing=False)
     assert_converted(model, written)
@@ -52,19 +59,19 @@ def test_placed_file_is_verified_converted_cached_and_reused(tmp_path, monkeypat
     _free()
 
     # Later loads use the cached conversion: the .caffemodel is not even needed.
-    placed.unlink()
+    aside = placed.rename(tmp_path / "aside.caffemodel")
     model = zoo.load("fcn32s_voc")  # with preprocessing this time: the same weights
     assert model.get_layer("preprocessing") is not None
     assert_converted(model, [layer for layer in written if layer.name in ("conv1_1", "score_fr", "upscore")])
     del model
     _free()
 
-    # The file has no published checksum: a changed copy is refused against the hash
+    # A changed converted file is not used (its hash no longer matches), and the
+    # file has no published checksum: a changed copy is refused against the hash
     # recorded at its first verified download, and deleted.
-    changed = bytearray(original)
-    changed[len(changed) // 2] ^= 0xFF
-    placed.write_bytes(bytes(changed))
-    converted.unlink()
+    for path in (converted, aside):
+        _flip_a_byte(path)
+    aside.rename(placed)
     with pytest.raises(zoo.ChecksumError, match=f"expected {sha256} \\(the hash recorded at its first verified download\\)"):
         zoo.load("fcn32s_voc")
     assert not placed.exists()
