@@ -3,8 +3,9 @@
 ``vgg16`` is the reference trunk (conv1_1 ... fc7 with conv1_1's 100-pixel pad and
 ceil-mode pooling, net.py); ``mobilenet_v2`` and ``resnet50`` are
 keras.applications encoders for light or fast training, which have no reference
-to match; ``tiny_vgg`` is a small from-scratch encoder for demos and tests. Also here: the Dense->Conv conversion of a classifier
-(:func:`convolutionalize`) and the ImageNet initialisation it enables.
+to match; ``tiny_vgg`` is a small from-scratch encoder for demos and tests. Also
+here: the Dense->Conv conversion of a classifier (:func:`convolutionalize`) and
+the ImageNet initialisation it enables.
 """
 
 from __future__ import annotations
