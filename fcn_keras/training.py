@@ -470,18 +470,23 @@ def _truncate_csv(path: Path, epochs_done: int) -> None:
 # ---------------------------------------------------------------- train
 
 
-def _work_around_keras_multi_worker(model: keras.Model) -> None:
-    """Two Keras 3.15 fit() bugs under MultiWorkerMirroredStrategy, worked around on this model only.
+def _prepare_for_strategy(model: keras.Model, strategy) -> None:
+    """Adjusts Keras 3.15's fit() under a tf.distribute strategy, on this model only.
 
-    1. fit() peeks at a distributed batch and all-reduces the (images, labels) tuple across workers to
-       build the model, which the strategy rejects: the model is built already, so that step is skipped.
-    2. Step logs are reduced with ``strategy.reduce("MEAN", v, axis=0)``, which fails on scalars: the
-       steps return them as 1-element vectors, which that reduction turns back into the same scalars
-       (every worker holds the same synchronised loss and metric values).
+    1. fit() first peeks at one batch of the training data to build the model (built already here).
+       That starts an extra iteration of the dataset, and make_pipeline's seeded shuffling and
+       augmentation draw new values on every iteration: the trained data would differ from a
+       single-device run. Under MultiWorkerMirroredStrategy the peek also all-reduces the
+       (images, labels) tuple across workers, which fails. The peek is skipped.
+    2. Multi-worker only: step logs are reduced with ``strategy.reduce("MEAN", v, axis=0)``, which
+       fails on scalars; the steps return them as 1-element vectors, which that reduction turns
+       back into the same scalars (every worker holds the same synchronised values).
     """
     import tensorflow as tf
 
     model._maybe_symbolic_build = lambda *args, **kwargs: None
+    if not strategy.extended._in_multi_worker_mode():  # noqa: SLF001
+        return
     for name in ("train_step", "test_step"):
         step = getattr(model, name)
 
@@ -582,8 +587,8 @@ def train(
         # Optimizer and metric variables must exist before fit() to restore a resume state into them.
         model.optimizer.build(model.trainable_variables)
         model._symbolic_build(data_batch=(np.zeros((1, 64, 64, 3), "float32"), np.zeros((1, 64, 64), "int32")))
-    if strategy.extended._in_multi_worker_mode():  # noqa: SLF001
-        _work_around_keras_multi_worker(model)
+    if strategy is not tf.distribute.get_strategy() or strategy.num_replicas_in_sync > 1:
+        _prepare_for_strategy(model, strategy)
 
     best = BestCheckpoint(logs / "best.keras")
     state = ResumeState(out / "resume", t.steps_per_epoch, t.checkpoint_every, best)
