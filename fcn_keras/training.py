@@ -40,7 +40,7 @@ from fcn_keras.losses import SegmentationCrossEntropy
 from fcn_keras.metrics import SegmentationMetrics
 from fcn_keras.models import build_fcn
 from fcn_keras.optimizers import CaffeSGD
-from fcn_keras.recipes import Recipe, load_recipe
+from fcn_keras.recipes import Recipe, load_recipe, recipe_to_dict
 
 MONITOR = "val_mean_iou"
 
@@ -403,8 +403,9 @@ class ResumeState(keras.callbacks.Callback):
         if self.model.stop_training and self.step_in_epoch < self.steps_per_epoch:
             return
         self.epoch, self.step_in_epoch = epoch + 1, 0
-        if not (logs and not math.isfinite(float(logs.get("loss", 0.0)))):
-            self.save()
+        if logs and not math.isfinite(float(logs.get("loss", 0.0))):
+            return  # never publish a diverged state
+        self.save()
 
     def save(self) -> None:
         """Writes the state now (only the chief does under multi-worker training)."""
@@ -550,7 +551,7 @@ def train(
 
     Returns:
         ``{"history": {...}, "model": path, "best": path or None, "best_val_mean_iou": float,
-        "global_step": int, "resumed_from": int or None}``.
+        "global_step": int, "resumed_from": int or None, "model_object": the trained keras.Model}``.
 
     Raises:
         TrainingDiverged: the loss became NaN/inf (the message names the step).
@@ -571,7 +572,7 @@ def train(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(out / "recipe.json", json.dumps({"name": recipe.name, "source": recipe.source,
-                                                         "recipe": _recipe_dict(recipe)}, indent=1))
+                                                         "recipe": recipe_to_dict(recipe)}, indent=1))
     keras.utils.set_random_seed(t.seed)
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -633,8 +634,3 @@ def train(
         "model_object": model,
     }
 
-
-def _recipe_dict(recipe: Recipe) -> dict:
-    from fcn_keras.recipes import recipe_to_dict
-
-    return recipe_to_dict(recipe)
