@@ -40,7 +40,7 @@ from fcn_keras.losses import SegmentationCrossEntropy
 from fcn_keras.metrics import SegmentationMetrics
 from fcn_keras.models import build_fcn
 from fcn_keras.optimizers import CaffeSGD
-from fcn_keras.recipes import Recipe, load_recipe
+from fcn_keras.recipes import Recipe, load_recipe, recipe_to_dict
 
 MONITOR = "val_mean_iou"
 
@@ -403,8 +403,9 @@ class ResumeState(keras.callbacks.Callback):
         if self.model.stop_training and self.step_in_epoch < self.steps_per_epoch:
             return
         self.epoch, self.step_in_epoch = epoch + 1, 0
-        if not (logs and not math.isfinite(float(logs.get("loss", 0.0)))):
-            self.save()
+        if logs and not math.isfinite(float(logs.get("loss", 0.0))):
+            return  # never publish a diverged state
+        self.save()
 
     def save(self) -> None:
         """Writes the state now (only the chief does under multi-worker training)."""
@@ -470,18 +471,23 @@ def _truncate_csv(path: Path, epochs_done: int) -> None:
 # ---------------------------------------------------------------- train
 
 
-def _work_around_keras_multi_worker(model: keras.Model) -> None:
-    """Two Keras 3.15 fit() bugs under MultiWorkerMirroredStrategy, worked around on this model only.
+def _prepare_for_strategy(model: keras.Model, strategy) -> None:
+    """Adjusts Keras 3.15's fit() under a tf.distribute strategy, on this model only.
 
-    1. fit() peeks at a distributed batch and all-reduces the (images, labels) tuple across workers to
-       build the model, which the strategy rejects: the model is built already, so that step is skipped.
-    2. Step logs are reduced with ``strategy.reduce("MEAN", v, axis=0)``, which fails on scalars: the
-       steps return them as 1-element vectors, which that reduction turns back into the same scalars
-       (every worker holds the same synchronised loss and metric values).
+    1. fit() first peeks at one batch of the training data to build the model (built already here).
+       That starts an extra iteration of the dataset, and make_pipeline's seeded shuffling and
+       augmentation draw new values on every iteration: the trained data would differ from a
+       single-device run. Under MultiWorkerMirroredStrategy the peek also all-reduces the
+       (images, labels) tuple across workers, which fails. The peek is skipped.
+    2. Multi-worker only: step logs are reduced with ``strategy.reduce("MEAN", v, axis=0)``, which
+       fails on scalars; the steps return them as 1-element vectors, which that reduction turns
+       back into the same scalars (every worker holds the same synchronised values).
     """
     import tensorflow as tf
 
     model._maybe_symbolic_build = lambda *args, **kwargs: None
+    if not strategy.extended._in_multi_worker_mode():  # noqa: SLF001
+        return
     for name in ("train_step", "test_step"):
         step = getattr(model, name)
 
@@ -545,7 +551,7 @@ def train(
 
     Returns:
         ``{"history": {...}, "model": path, "best": path or None, "best_val_mean_iou": float,
-        "global_step": int, "resumed_from": int or None}``.
+        "global_step": int, "resumed_from": int or None, "model_object": the trained keras.Model}``.
 
     Raises:
         TrainingDiverged: the loss became NaN/inf (the message names the step).
@@ -566,7 +572,7 @@ def train(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(out / "recipe.json", json.dumps({"name": recipe.name, "source": recipe.source,
-                                                         "recipe": _recipe_dict(recipe)}, indent=1))
+                                                         "recipe": recipe_to_dict(recipe)}, indent=1))
     keras.utils.set_random_seed(t.seed)
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -582,8 +588,8 @@ def train(
         # Optimizer and metric variables must exist before fit() to restore a resume state into them.
         model.optimizer.build(model.trainable_variables)
         model._symbolic_build(data_batch=(np.zeros((1, 64, 64, 3), "float32"), np.zeros((1, 64, 64), "int32")))
-    if strategy.extended._in_multi_worker_mode():  # noqa: SLF001
-        _work_around_keras_multi_worker(model)
+    if strategy is not tf.distribute.get_strategy() or strategy.num_replicas_in_sync > 1:
+        _prepare_for_strategy(model, strategy)
 
     best = BestCheckpoint(logs / "best.keras")
     state = ResumeState(out / "resume", t.steps_per_epoch, t.checkpoint_every, best)
@@ -628,8 +634,3 @@ def train(
         "model_object": model,
     }
 
-
-def _recipe_dict(recipe: Recipe) -> dict:
-    from fcn_keras.recipes import recipe_to_dict
-
-    return recipe_to_dict(recipe)

@@ -69,3 +69,25 @@ def test_out_of_range_labels_in_the_data_path_fail_clearly():
         list(dataset)
     ok = label_checked(tf.data.Dataset.from_tensors((np.zeros((1, 4, 4, 3), "float32"), labels * 0 + 255)), 3)
     assert len(list(ok)) == 1
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_policies_train_with_float32_logits_and_loss(policy):
+    from fcn_keras.training import _dtype_policy, compile_model
+
+    recipe = tiny.tiny_recipe(training={"mixed_precision": policy})
+    with _dtype_policy(policy):
+        model = compile_model(build_model(recipe), recipe)
+    assert keras.config.dtype_policy().name == "float32"  # restored
+    assert model.get_layer("score_fr").compute_dtype == policy.removeprefix("mixed_")
+    assert model.output.dtype == "float32"
+    if policy == "mixed_float16":
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert type(model.optimizer.inner_optimizer).__name__ == "CaffeSGD"
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(2, 32, 32, 3)).astype("float32"), rng.integers(0, 3, (2, 32, 32))
+    before = model.get_layer("score_fr").get_weights()[1].copy()
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert np.isfinite(logs["loss"]) and "mean_iou" in logs
+    assert not np.array_equal(model.get_layer("score_fr").get_weights()[1], before)
+    assert model.loss.dtype == "float32"

@@ -105,7 +105,7 @@ def test_mirrored_on_two_cpus_equals_one_device(runs):
     initial = _weights_of_untrained()
     for (name, a), b, c in zip(single.items(), mirrored.values(), initial.values()):
         # Equal up to float summation order; and training moved them (the comparison means something).
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-5, err_msg=name)
     assert not np.allclose(single["0:tiny_c1/kernel"], initial["0:tiny_c1/kernel"])
 
 
