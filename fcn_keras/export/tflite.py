@@ -11,7 +11,6 @@ float32 copy of the model. Files are run with the LiteRT interpreter
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fcn_keras.export.files import atomic_path
 from fcn_keras.export.graph import logits_function
 
 QUANTIZATIONS = (None, "float16", "int8")
@@ -221,16 +221,8 @@ def export_tflite(
     """
     content = convert_tflite(model, quantization, input_size, representative_data,
                              preprocessing=preprocessing, calibration_limit=calibration_limit)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(content)
     return str(path)
 
 
