@@ -127,7 +127,7 @@ def run(quick: bool = False) -> dict:
             name = f"tflite {quantization or 'float32'}"
             start = time.perf_counter()
             tfl = export_tflite(model, work / f"{name.replace(' ', '_')}.tflite", quantization=quantization,
-                                representative_data=calibration if quantization == "int8" else None)
+                                representative_data=calibration if quantization == "int8" else None, verbose=False)
             export_seconds[name] = time.perf_counter() - start
             runner = TFLiteModel(tfl, num_threads=threads)
             timings[name] = _median_latency(runner.logits, images, repeats)
