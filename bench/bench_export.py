@@ -45,6 +45,16 @@ def tiny_fcn(num_classes: int = 3, dtype: str | None = None, name: str = "tiny_f
     return keras.Model(inputs, outputs, name=name)
 
 
+def randomize_scores(model: keras.Model, seed: int = 0) -> keras.Model:
+    """Gives the (zero-initialised) score layers N(0, 1) kernels, so masks are not all class 0."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.name.startswith("score_") and layer.weights:  # not the score_pool*c crops
+            kernel, bias = layer.get_weights()
+            layer.set_weights([rng.normal(0.0, 1.0, kernel.shape).astype("float32"), bias])
+    return model
+
+
 def _median_latency(fn, images, repeats: int) -> float:
     for image in images:  # warm-up: one trace / allocation per size
         fn(image)
@@ -90,11 +100,7 @@ def run(quick: bool = False) -> dict:
     else:
         keras.utils.set_random_seed(0)
         model = fcn_keras.fcn8s(num_classes=21, backbone="mobilenet_v2")
-        rng = np.random.default_rng(0)
-        for layer in model.layers:
-            if layer.name.startswith("score_"):
-                kernel, bias = layer.get_weights()
-                layer.set_weights([rng.normal(0, 1, kernel.shape).astype("float32"), bias])
+        randomize_scores(model)
         weights = "random (backbone Keras default init, score layers N(0, 1)); no trained weights offline"
 
     work = Path(tempfile.mkdtemp(prefix="bench_export_"))
