@@ -14,6 +14,8 @@ Sources:
     splits.make_seg11valid / make_train_aug / write_reference_splits / reference_split_path
     load_folder(split_file, metadata="camvid") / folder_source, load_metadata
                                            "image label" pair lists (CamVid layout)
+    load_tfds(name, split, data_dir=...)   tfds datasets with masks (offline from a prepared data_dir;
+                                           import from fcn_keras.data.tfds_source, needs the tfds extra)
 
 Prepared format (sharded TFRecords, the fast path for training):
     prepare(source, out_dir, num_shards=None)  -> out_dir (idempotent, atomic, verified)

@@ -1,12 +1,11 @@
 """The input pipeline for ``model.fit`` / ``model.evaluate``: augmentation, preprocessing, batching.
 
-Augmentation treats image and label as one tensor (the label as a 4th channel)
-for cropping and flipping, so they cannot drift apart; scaling resizes the image
-bilinearly and the label by nearest neighbour — labels are never interpolated.
-Randomness is stateless: each example gets its own seed from a seeded
-``tf.data.Dataset.random``, so with ``deterministic=True`` a seed gives
-bit-identical epochs regardless of thread scheduling.
-"""
+Augmentation draws a random scale and crop window and resamples only the
+source region under that window, sampling the image (bilinear) and the label
+(nearest neighbour — never interpolated) at the same points, then flips both
+together, so they cannot drift apart. Randomness is stateless: each example gets its own seed from a
+seeded ``tf.data.Dataset.random``, so with ``deterministic=True`` a seed gives
+bit-identical epochs regardless of thread scheduling."""
 
 from __future__ import annotations
 
@@ -28,10 +27,11 @@ Data = "tf.data.Dataset | FileSource | str | os.PathLike"
 
 
 def _as_pair(element):
-    """Accepts (image, label), (image, label, id) or {"image", "label", ...} elements."""
-    if isinstance(element, dict):
-        return element["image"], element["label"]
-    return element[0], element[1]
+    """Accepts (image, label), (image, label, id) or {"image", "label", ...} elements; labels [H,W] or [H,W,1]."""
+    image, label = (element["image"], element["label"]) if isinstance(element, dict) else (element[0], element[1])
+    if label.shape.rank == 3:
+        label = label[..., 0]
+    return image, label
 
 
 def _source_dataset(
@@ -83,21 +83,24 @@ def _jitter(image, seed):
     return tf.clip_by_value(x * 255.0, 0.0, 255.0)
 
 
-def _resampled_window(image, label, scaled, offset, out_size):
-    """The window ``offset + [0, out_size)`` of the image and label resized to ``scaled``.
+def _resize_region(image, label, start, region, out_size):
+    """Resizes the source region ``start + [0, region)`` to ``out_size``.
 
-    Only the window is computed, never the whole resized image
-    (``crop_and_resize``). The mapping is align-corners (source corner pixels map
-    to the resized corners), so every sample lies inside the source and no edge
-    padding is needed. Image and label are sampled at the same points:
-    bilinearly and by nearest neighbour.
+    The image bilinearly (``tf.image.resize``), the label by nearest neighbour at
+    the same half-pixel sample points (the indices ``tf.image.resize`` with
+    ``"nearest"`` uses), so labels are never interpolated and stay aligned.
+    Only the region is touched, never the whole rescaled image.
     """
-    last = tf.cast(tf.maximum(scaled - 1, 1), tf.float32)
-    start = tf.cast(offset, tf.float32) / last
-    end = tf.cast(offset + out_size - 1, tf.float32) / last
-    box = tf.concat([start, end], axis=0)[None]
-    image = tf.image.crop_and_resize(image[None], box, [0], out_size, method="bilinear")[0]
-    label = tf.image.crop_and_resize(label[None, ..., None], box, [0], out_size, method="nearest")[0, ..., 0]
+    window = tf.slice(image, [start[0], start[1], 0], [region[0], region[1], -1])
+    image = tf.image.resize(window, out_size, method="bilinear")
+
+    def nearest(axis):
+        scale = tf.cast(region[axis], tf.float32) / tf.cast(out_size[axis], tf.float32)
+        index = tf.cast(tf.floor((tf.cast(tf.range(out_size[axis]), tf.float32) + 0.5) * scale), tf.int32)
+        return start[axis] + tf.minimum(index, region[axis] - 1)
+
+    # Row gathers are fast; columns are gathered as rows of the transpose.
+    label = tf.transpose(tf.gather(tf.transpose(tf.gather(label, nearest(0))), nearest(1)))
     return image, tf.cast(label, tf.int32)
 
 
@@ -129,30 +132,33 @@ def augment(
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
     label = tf.convert_to_tensor(label)
     size = tf.shape(label)
+    factor = 1.0
     if scale_range is not None:
         factor = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])
-        scaled = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * factor), tf.int32), 1)
+    scaled = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * factor), tf.int32), 1)
+    if crop_size is None:
+        start, region, valid = tf.zeros([2], tf.int32), size, scaled
     else:
-        scaled = size
-    out_size = scaled if crop_size is None else tf.constant(crop_size, tf.int32)
-    room = tf.maximum(scaled - out_size, 0)
-    offset = tf.cast(
-        tf.floor(tf.random.stateless_uniform([2], seeds[1]) * tf.cast(room + 1, tf.float32)), tf.int32
-    )
-    offset = tf.minimum(offset, room)
+        crop = tf.constant(crop_size, tf.int32)
+        # The source extent one crop covers at this scale (rounded to whole pixels), at a random place.
+        region = tf.clip_by_value(tf.cast(tf.round(tf.cast(crop, tf.float32) / factor), tf.int32), 1, size)
+        start = tf.cast(tf.floor(tf.random.stateless_uniform([2], seeds[1]) * tf.cast(size - region + 1, tf.float32)),
+                        tf.int32)
+        start = tf.minimum(start, size - region)
+        # Where the whole scaled axis fits in the crop, the rest of the crop is padding.
+        valid = tf.where(region < size, crop, tf.minimum(crop, scaled))
     if scale_range is None and crop_size is None:
         image, label = tf.cast(image, tf.float32), tf.cast(label, tf.int32)  # nothing to resample
     else:
-        # Only the part of the window inside the scaled image is sampled; the rest is padding.
-        valid = tf.minimum(out_size, scaled - offset)
-        image, label = _resampled_window(image, label, scaled, offset, valid)
+        image, label = _resize_region(image, label, start, region, valid)
     if jitter:
         image = _jitter(image, seeds[2])
     if crop_size is not None:
-        pad = [[0, out_size[0] - valid[0]], [0, out_size[1] - valid[1]]]
+        pad = [[0, crop_size[0] - valid[0]], [0, crop_size[1] - valid[1]]]
         mean = tf.constant(MEAN_RGB, tf.float32)
-        image = tf.pad(image - mean, pad + [[0, 0]]) + mean
-        label = tf.pad(label, pad, constant_values=IGNORE_LABEL)
+        needs_pad = tf.reduce_any(valid < crop)  # most crops of large images need none: skip the copies
+        image = tf.cond(needs_pad, lambda: tf.pad(image - mean, pad + [[0, 0]]) + mean, lambda: image)
+        label = tf.cond(needs_pad, lambda: tf.pad(label, pad, constant_values=IGNORE_LABEL), lambda: label)
         image = tf.ensure_shape(image, [*crop_size, 3])
         label = tf.ensure_shape(label, crop_size)
     if flip:
