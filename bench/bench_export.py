@@ -5,7 +5,8 @@ Full mode: FCN-8s over MobileNetV2 (21 classes) on the 18 real VOC images of
 No trained weights exist offline: the backbone and the score layers hold
 random weights (score layers random instead of zero so that masks vary), so
 pixel agreement measures the conversion, not a trained model's robustness.
-int8 is calibrated on the VOC train split. Quick mode: a tiny per-pixel model
+int8 is calibrated on the VOC train split. ``FCN_KERAS_BENCH_EXPORT_MODEL=run.keras``
+benchmarks a trained checkpoint instead (e.g. ``fcn-keras demo``'s model). Quick mode: a tiny per-pixel model
 made of fcn_keras layers on two small images — a smoke test that runs in seconds.
 
 Latencies are per image (batch 1), medians over repeats; TFLite uses every core.
@@ -95,13 +96,21 @@ def run(quick: bool = False) -> dict:
 
     repeats = 2 if quick else 3
     images, calibration, labels, source = _data(quick)
-    if quick:
+    checkpoint = os.environ.get("FCN_KERAS_BENCH_EXPORT_MODEL")
+    if checkpoint and not quick:
+        from fcn_keras.export.command import load_model
+
+        model, weights = load_model(checkpoint), f"trained: {checkpoint}"
+    elif quick:
         model, weights = tiny_fcn(num_classes=21), "random (tiny model)"
     else:
         keras.utils.set_random_seed(0)
         model = fcn_keras.fcn8s(num_classes=21, backbone="mobilenet_v2")
         randomize_scores(model)
         weights = "random (backbone Keras default init, score layers N(0, 1)); no trained weights offline"
+
+    if labels is not None and model.output_shape[-1] != 21:
+        labels = None  # VOC labels mean nothing to a model of other classes
 
     work = Path(tempfile.mkdtemp(prefix="bench_export_"))
     try:
