@@ -14,6 +14,8 @@ Sources:
     splits.make_seg11valid / make_train_aug / write_reference_splits / reference_split_path
     load_folder(split_file, metadata="camvid") / folder_source, load_metadata
                                            "image label" pair lists (CamVid layout)
+    load_tfds(name, split, data_dir=...)   tfds datasets with masks (offline from a prepared data_dir;
+                                           import from fcn_keras.data.tfds_source, needs the tfds extra)
 
 Prepared format (sharded TFRecords, the fast path for training):
     prepare(source, out_dir, num_shards=None)  -> out_dir (idempotent, atomic, verified)
@@ -25,8 +27,10 @@ Pipelines:
                   cache=False, input_context=None, pad_to_batch=False)
         -> (images float32 [B, H, W, 3], labels int32 [B, H, W], 255 = ignore) for model.fit
 
-Errors:
+Errors and checks:
     DataError                              a ValueError whose message starts with the file
+    check_dataset(path_or_source, split=None, num_classes=None, metadata=None)
+        -> list[Problem]  every problem with its file (empty when clean); str(p) = "<file>: <problem>"
 
 Example:
     >>> import tempfile
@@ -39,6 +43,7 @@ Example:
 """
 
 from fcn_keras.data import splits
+from fcn_keras.data.check import Problem, check_dataset, check_source
 from fcn_keras.data.decode import DataError, read_example, read_image, read_label
 from fcn_keras.data.folder import DatasetInfo, folder_source, load_folder, load_metadata
 from fcn_keras.data.prepared import load_prepared, prepare, read_manifest
@@ -53,7 +58,10 @@ __all__ = [
     "DatasetInfo",
     "FileSource",
     "MEAN_RGB",
+    "Problem",
     "augment",
+    "check_dataset",
+    "check_source",
     "folder_source",
     "load_folder",
     "load_metadata",

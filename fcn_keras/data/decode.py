@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from fcn_keras.palette import IGNORE_LABEL
 logger = logging.getLogger("fcn_keras.data")
 
 _WARNED_MODES: set[str] = set()
+_WARN_LOCK = threading.Lock()  # tf.data decodes in parallel threads
 _INDEX_LABEL_MODES = ("P", "L", "I;16", "I;16B", "I;16L", "I", "1")
 
 
@@ -51,11 +53,11 @@ def _open(path: str | os.PathLike, what: str) -> Image.Image:
 
 
 def _warn_once(mode: str, path: str) -> None:
-    if mode not in _WARNED_MODES:
+    with _WARN_LOCK:
+        if mode in _WARNED_MODES:
+            return
         _WARNED_MODES.add(mode)
-        logger.warning(
-            "image %s has mode %r; converting it (and every later %r image) to 8-bit RGB", path, mode, mode
-        )
+    logger.warning("image %s has mode %r; converting it (and every later %r image) to 8-bit RGB", path, mode, mode)
 
 
 def image_to_rgb(image: Image.Image, path: str | os.PathLike = "<image>") -> np.ndarray:

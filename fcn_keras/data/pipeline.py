@@ -1,12 +1,11 @@
 """The input pipeline for ``model.fit`` / ``model.evaluate``: augmentation, preprocessing, batching.
 
-Augmentation treats image and label as one tensor (the label as a 4th channel)
-for cropping and flipping, so they cannot drift apart; scaling resizes the image
-bilinearly and the label by nearest neighbour — labels are never interpolated.
-Randomness is stateless: each example gets its own seed from a seeded
-``tf.data.Dataset.random``, so with ``deterministic=True`` a seed gives
-bit-identical epochs regardless of thread scheduling.
-"""
+Augmentation draws a random scale and crop window and resamples only the
+source region under that window, sampling the image (bilinear) and the label
+(nearest neighbour — never interpolated) at the same points, then flips both
+together, so they cannot drift apart. Randomness is stateless: each example gets its own seed from a
+seeded ``tf.data.Dataset.random``, so with ``deterministic=True`` a seed gives
+bit-identical epochs regardless of thread scheduling."""
 
 from __future__ import annotations
 
@@ -28,10 +27,11 @@ Data = "tf.data.Dataset | FileSource | str | os.PathLike"
 
 
 def _as_pair(element):
-    """Accepts (image, label), (image, label, id) or {"image", "label", ...} elements."""
-    if isinstance(element, dict):
-        return element["image"], element["label"]
-    return element[0], element[1]
+    """Accepts (image, label), (image, label, id) or {"image", "label", ...} elements; labels [H,W] or [H,W,1]."""
+    image, label = (element["image"], element["label"]) if isinstance(element, dict) else (element[0], element[1])
+    if label.shape.rank == 3:
+        label = label[..., 0]
+    return image, label
 
 
 def _source_dataset(
@@ -73,16 +73,6 @@ def _source_dataset(
     return dataset
 
 
-def _scale(image, label, seed, scale_range):
-    low, high = scale_range
-    factor = tf.random.stateless_uniform([], seed, low, high)
-    size = tf.cast(tf.shape(label), tf.float32)
-    new_size = tf.maximum(tf.cast(tf.round(size * factor), tf.int32), 1)
-    image = tf.image.resize(image, new_size, method="bilinear")
-    label = tf.image.resize(label[..., None], new_size, method="nearest")[..., 0]
-    return image, label
-
-
 def _jitter(image, seed):
     seeds = tf.random.experimental.stateless_split(seed, 4)
     x = image / 255.0
@@ -91,6 +81,27 @@ def _jitter(image, seed):
     x = tf.image.stateless_random_saturation(x, 0.75, 1.25, seeds[2])
     x = tf.image.stateless_random_hue(x, 0.04, seeds[3])
     return tf.clip_by_value(x * 255.0, 0.0, 255.0)
+
+
+def _resize_region(image, label, start, region, out_size):
+    """Resizes the source region ``start + [0, region)`` to ``out_size``.
+
+    The image bilinearly (``tf.image.resize``), the label by nearest neighbour at
+    the same half-pixel sample points (the indices ``tf.image.resize`` with
+    ``"nearest"`` uses), so labels are never interpolated and stay aligned.
+    Only the region is touched, never the whole rescaled image.
+    """
+    window = tf.slice(image, [start[0], start[1], 0], [region[0], region[1], -1])
+    image = tf.image.resize(window, out_size, method="bilinear")
+
+    def nearest(axis):
+        scale = tf.cast(region[axis], tf.float32) / tf.cast(out_size[axis], tf.float32)
+        index = tf.cast(tf.floor((tf.cast(tf.range(out_size[axis]), tf.float32) + 0.5) * scale), tf.int32)
+        return start[axis] + tf.minimum(index, region[axis] - 1)
+
+    # Row gathers are fast; columns are gathered as rows of the transpose.
+    label = tf.transpose(tf.gather(tf.transpose(tf.gather(label, nearest(0))), nearest(1)))
+    return image, tf.cast(label, tf.int32)
 
 
 def augment(
@@ -105,10 +116,12 @@ def augment(
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Jointly augments one example; returns ``(image float32 RGB 0-255, label int32)``.
 
-    Order: random scale (image bilinear, label nearest), photometric jitter
-    (image only), pad to ``crop_size`` (image by :data:`MEAN_RGB`, label by 255)
-    and random crop, random horizontal flip. ``seed`` is a ``[2]`` int tensor;
-    the same seed gives the same result.
+    Random scale (image bilinear, label nearest neighbour), then a random
+    ``crop_size`` window, padded where the scaled image is smaller (image by
+    :data:`MEAN_RGB`, label by 255), photometric jitter (image only) and a
+    random horizontal flip of both. Without ``crop_size`` the whole (scaled)
+    image is kept. ``seed`` is a ``[2]`` int tensor; the same seed gives the
+    same result.
 
     Example:
         >>> import numpy as np
@@ -116,26 +129,43 @@ def augment(
         >>> int(lab.numpy()[7, 7]), [round(float(v), 2) for v in img.numpy()[7, 7]]
         (255, [122.68, 116.67, 104.01])
     """
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
-    image = tf.cast(image, tf.float32)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
     label = tf.convert_to_tensor(label)
+    size = tf.shape(label)
+    factor = 1.0
     if scale_range is not None:
-        image, label = _scale(image, label, seeds[0], scale_range)
+        factor = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])
+    scaled = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * factor), tf.int32), 1)
+    if crop_size is None:
+        start, region, valid = tf.zeros([2], tf.int32), size, scaled
+    else:
+        crop = tf.constant(crop_size, tf.int32)
+        # The source extent one crop covers at this scale (rounded to whole pixels), at a random place.
+        region = tf.clip_by_value(tf.cast(tf.round(tf.cast(crop, tf.float32) / factor), tf.int32), 1, size)
+        start = tf.cast(tf.floor(tf.random.stateless_uniform([2], seeds[1]) * tf.cast(size - region + 1, tf.float32)),
+                        tf.int32)
+        start = tf.minimum(start, size - region)
+        # Where the whole scaled axis fits in the crop, the rest of the crop is padding.
+        valid = tf.where(region < size, crop, tf.minimum(crop, scaled))
+    if scale_range is None and crop_size is None:
+        image, label = tf.cast(image, tf.float32), tf.cast(label, tf.int32)  # nothing to resample
+    else:
+        image, label = _resize_region(image, label, start, region, valid)
     if jitter:
-        image = _jitter(image, seeds[1])
-    # Image and label travel as one 4-channel tensor through crop and flip.
-    fill = tf.constant([*MEAN_RGB, float(IGNORE_LABEL)], tf.float32)
-    both = tf.concat([image, tf.cast(label, tf.float32)[..., None]], axis=-1)
+        image = _jitter(image, seeds[2])
     if crop_size is not None:
-        crop_h, crop_w = crop_size
-        shape = tf.shape(both)
-        pad_h = tf.maximum(crop_h - shape[0], 0)
-        pad_w = tf.maximum(crop_w - shape[1], 0)
-        both = tf.pad(both - fill, [[0, pad_h], [0, pad_w], [0, 0]]) + fill
-        both = tf.image.stateless_random_crop(both, [crop_h, crop_w, 4], seeds[2])
+        pad = [[0, crop_size[0] - valid[0]], [0, crop_size[1] - valid[1]]]
+        mean = tf.constant(MEAN_RGB, tf.float32)
+        needs_pad = tf.reduce_any(valid < crop)  # most crops of large images need none: skip the copies
+        image = tf.cond(needs_pad, lambda: tf.pad(image - mean, pad + [[0, 0]]) + mean, lambda: image)
+        label = tf.cond(needs_pad, lambda: tf.pad(label, pad, constant_values=IGNORE_LABEL), lambda: label)
+        image = tf.ensure_shape(image, [*crop_size, 3])
+        label = tf.ensure_shape(label, crop_size)
     if flip:
-        both = tf.image.stateless_random_flip_left_right(both, seeds[3])
-    return both[..., :3], tf.cast(tf.round(both[..., 3]), tf.int32)
+        mirror = tf.random.stateless_uniform([], seeds[3]) < 0.5
+        image = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+        label = tf.cond(mirror, lambda: tf.reverse(label, [1]), lambda: label)
+    return image, label
 
 
 def preprocess(image: tf.Tensor, preprocessing: str | Callable | None = "fcn") -> tf.Tensor:
@@ -233,30 +263,33 @@ def make_pipeline(
     per_replica = batch_size if input_context is None else input_context.get_per_replica_batch_size(batch_size)
 
     dataset = _source_dataset(data, training, shuffle_buffer, seed, cache, input_context)
+    fixed_size = training and crop_size is not None
+    order = bool(deterministic or not training) or None
+
+    def finish(image, label):
+        return preprocess(image, preprocessing), label
+
     if training:
+        def _augment(pair, example_seed):
+            image, label = augment(
+                pair[0], pair[1], example_seed, crop_size=crop_size, scale_range=scale_range, flip=flip, jitter=jitter
+            )
+            # Fixed-size batches are preprocessed after batching: one vectorised op per batch.
+            return (image, label) if fixed_size else finish(image, label)
+
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda pair, s: augment(
-                pair[0], pair[1], s, crop_size=crop_size, scale_range=scale_range, flip=flip, jitter=jitter
-            ),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=deterministic or None,
-        )
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(_augment, num_parallel_calls=AUTOTUNE, deterministic=order)
     else:
         dataset = dataset.map(
-            lambda image, label: (tf.cast(image, tf.float32), tf.cast(label, tf.int32)),
+            lambda image, label: finish(tf.cast(image, tf.float32), tf.cast(label, tf.int32)),
             num_parallel_calls=AUTOTUNE,
             deterministic=True,
         )
-    dataset = dataset.map(
-        lambda image, label: (preprocess(image, preprocessing), label),
-        num_parallel_calls=AUTOTUNE,
-        deterministic=deterministic or not training or None,
-    )
     if repeat:
         dataset = dataset.repeat()
-    if crop_size is not None and training:
+    if fixed_size:
         dataset = dataset.batch(per_replica, drop_remainder=True)
+        dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=order)
     elif per_replica == 1:
         dataset = dataset.batch(1, drop_remainder=training)
     else:

@@ -113,7 +113,8 @@ def write_synthetic_voc(
     Creates ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png`` (palette PNGs
     with the VOC colour map; values 0..num_classes-1 and 255 on object borders)
     and ``ImageSets/Segmentation/{train,val,trainval}.txt``. Ids are
-    ``synth_000000``, ...; every ``round(1/val_fraction)``-th image is in ``val``.
+    ``synth_000000``, ...; every ``round(1/val_fraction)``-th image is in ``val``
+    (at least one when ``num_images > 1``).
     ``image_size`` is one ``(height, width)`` or a list to draw sizes from.
     The output depends only on the arguments (deterministic from ``seed``).
 
@@ -135,7 +136,9 @@ def write_synthetic_voc(
     palette = voc_palette(256).tobytes()
     ids = [f"synth_{i:06d}" for i in range(num_images)]
     every = max(int(round(1 / val_fraction)), 2) if val_fraction > 0 else 0
-    val = [i for n, i in enumerate(ids) if every and n % every == every - 1 and num_images > 1]
+    val = [i for n, i in enumerate(ids) if every and n % every == every - 1]
+    if every and not val and num_images > 1:
+        val = ids[-1:]  # small datasets still get a non-empty val split
     train = [i for i in ids if i not in set(val)]
     for example_id in ids:
         height, width = sizes[int(rng.integers(len(sizes)))]

@@ -123,7 +123,7 @@ def test_unusual_image_modes_are_converted_and_logged_once(voc, mode, caplog, mo
     with caplog.at_level(logging.WARNING, logger="fcn_keras.data"):
         got = [image.numpy() for image, _ in load_voc(voc, "odd")]
     warnings = [r for r in caplog.records if f"mode '{mode}'" in r.getMessage()]
-    assert len(warnings) == 1 and "odd_0.jpg" in warnings[0].getMessage()
+    assert len(warnings) == 1 and "/odd_" in warnings[0].getMessage()  # names the file (decoding is parallel)
     assert got[0].shape == (24, 32, 3) and got[0].dtype == np.uint8
     if mode in ("L", "I;16"):
         np.testing.assert_array_equal(got[0], np.repeat(grey[..., None], 3, -1))
@@ -131,3 +131,42 @@ def test_unusual_image_modes_are_converted_and_logged_once(voc, mode, caplog, mo
         np.testing.assert_array_equal(got[0], rgb)
     else:
         assert np.abs(got[0].astype(int) - rgb).mean() < 8  # CMYK JPEG round trip is lossy
+
+
+def test_check_dataset_lists_every_problem(voc):
+    from fcn_keras.data import check_dataset, write_synthetic_voc
+
+    assert check_dataset(voc) == []
+    more = write_synthetic_voc(voc, num_images=6, seed=1, image_size=(24, 32))
+    (more / "JPEGImages/synth_000001.jpg").write_bytes(b"garbage")
+    label = more / "SegmentationClass/synth_000002.png"
+    Image.open(label).convert("RGB").save(label)
+    (more / "SegmentationClass/synth_000004.png").unlink()
+    (more / "ImageSets/Segmentation/empty.txt").write_text("")
+    (more / "ImageSets/Segmentation/dup.txt").write_text("synth_000000\nsynth_000000\n")
+    problems = [str(p) for p in check_dataset(more)]
+    assert len(problems) == 5, problems
+    expected = ["synth_000001.jpg: cannot decode image", "synth_000002.png: label has mode 'RGB'",
+                "synth_000004.png: label file is missing", "empty.txt: the split is empty",
+                "dup.txt: id 'synth_000000' is listed 2 times"]
+    for fragment in expected:
+        assert sum(fragment in p for p in problems) == 1, (fragment, problems)
+    assert [str(p) for p in check_dataset(more, "val")] == []  # val holds none of the broken ids
+
+
+def test_check_prepared_and_folder(voc, tmp_path):
+    from fcn_keras.data import check_dataset, prepare, voc_source
+
+    out = prepare(voc_source(voc, "trainval"), tmp_path / "p", num_shards=1, verbose=0)
+    assert check_dataset(out) == []
+    shard = next(out.glob("shard-*"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # flip a byte inside a record: its CRC no longer matches
+    shard.write_bytes(bytes(data))
+    problems = check_dataset(out)
+    assert len(problems) == 1 and problems[0].path == str(shard)
+    (voc / "pairs.txt").write_text("JPEGImages/synth_000000.jpg SegmentationClass/synth_000000.png\n"
+                                   "JPEGImages/nope.jpg SegmentationClass/synth_000000.png\n")
+    problems = check_dataset(voc / "pairs.txt", num_classes=21)
+    assert [p.problem for p in problems] == ["image file is missing"] and problems[0].path.endswith("nope.jpg")
+    assert [p.problem for p in check_dataset(tmp_path / "nowhere")][0].startswith("is not a dataset")

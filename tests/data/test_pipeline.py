@@ -68,9 +68,10 @@ def test_training_pipeline_on_files_is_aligned_and_preprocessed(synthetic_voc):
         assert images.shape == (2, 48, 56, 3) and images.dtype == tf.float32
         assert labels.shape == (2, 48, 56) and labels.dtype == tf.int32
         assert set(np.unique(labels.numpy())) <= set(range(21)) | {255}
-    fcn = make_pipeline(voc_source(synthetic_voc, "train"), training=True, batch_size=2, crop_size=(48, 56), seed=3)
+    fcn = make_pipeline(voc_source(synthetic_voc, "train"), training=True, batch_size=2, crop_size=(48, 56), seed=3,
+                       deterministic=True)
     raw = make_pipeline(voc_source(synthetic_voc, "train"), training=True, batch_size=2, crop_size=(48, 56),
-                        seed=3, preprocessing=None)
+                        seed=3, preprocessing=None, deterministic=True)
     (a, la), (b, lb) = next(iter(fcn)), next(iter(raw))
     np.testing.assert_array_equal(la, lb)
     np.testing.assert_allclose(a.numpy(), b.numpy()[..., ::-1] - np.array(REFERENCE_BGR_MEAN), atol=1e-4)
@@ -131,3 +132,71 @@ def test_input_context_shards_examples(synthetic_voc):
     shard0, shard1 = ids(0), ids(1)
     assert len(shard0) == len(shard1) == 4  # per-replica batch 1, 8 examples over 2 workers
     assert not set(shard0) & set(shard1)
+
+
+@pytest.mark.parametrize("region, out", [((64, 80), (50, 70)), ((30, 41), (131, 173)), ((20, 30), (20, 30))])
+def test_region_resize_matches_tf_image_resize(region, out):
+    """Image bilinear and label nearest, at tf.image.resize's sample points, on the region only."""
+    from fcn_keras.data.pipeline import _resize_region
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    label = rng.integers(0, 21, (64, 80), dtype=np.uint8)
+    start = (64 - region[0], 80 - region[1])
+    got_image, got_label = _resize_region(
+        tf.constant(image), tf.constant(label), tf.constant(start), tf.constant(region), tf.constant(out))
+    window = (slice(start[0], start[0] + region[0]), slice(start[1], start[1] + region[1]))
+    want_image = tf.image.resize(image[window], out, method="bilinear")
+    want_label = tf.image.resize(label[window][..., None], out, method="nearest")[..., 0]
+    np.testing.assert_allclose(got_image.numpy(), want_image.numpy(), atol=1e-3)
+    np.testing.assert_array_equal(got_label.numpy(), want_label.numpy())
+    if region == out:  # no rescaling: an exact copy
+        np.testing.assert_array_equal(got_image.numpy(), image[window])
+
+
+def test_reference_recipe_batch1_native_size_feeds_model_fit(synthetic_voc):
+    import keras
+
+    native = {tuple(label.shape) for _, label in load_voc(synthetic_voc, "train")}
+    ds = make_pipeline(load_voc(synthetic_voc, "train"), training=True, seed=0)  # batch 1, native size
+    shapes = {tuple(labels.shape[1:]) for images, labels in ds}
+    assert shapes == native
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(21, 1)(inputs))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255))
+    history = model.fit(ds, epochs=1, verbose=0, shuffle=False)  # the pipeline shuffles
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_dict_elements_and_channel_labels():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (4, 20, 24, 3), dtype=np.uint8)
+    labels = rng.integers(0, 5, (4, 20, 24, 1), dtype=np.uint8)
+    ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels, "id": ["a", "b", "c", "d"]})
+    got = list(make_pipeline(ds, training=False, batch_size=2, preprocessing=None))
+    assert [tuple(y.shape) for _, y in got] == [(2, 20, 24)] * 2
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in got]), labels[..., 0])
+    np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in got]), images.astype(np.float32))
+    train = make_pipeline(ds, training=True, batch_size=2, crop_size=16, seed=0)
+    assert all(y.shape == (2, 16, 16) for _, y in train)
+
+
+def test_jitter_touches_only_the_image(synthetic_voc):
+    def first(jitter):
+        ds = make_pipeline(voc_source(synthetic_voc, "train"), training=True, batch_size=2, crop_size=40,
+                           scale_range=(0.7, 1.3), jitter=jitter, seed=5, deterministic=True, preprocessing=None)
+        return next(iter(ds))
+
+    (plain, plain_labels), (jittered, jittered_labels) = first(False), first(True)
+    np.testing.assert_array_equal(plain_labels, jittered_labels)
+    assert not np.allclose(plain, jittered) and jittered.numpy().min() >= 0 and jittered.numpy().max() <= 255
+
+
+@pytest.mark.parametrize("cache", [True, "file"])
+def test_cache_keeps_examples_and_reshuffles(synthetic_voc, tmp_path, cache):
+    cache = str(tmp_path / "cache") if cache == "file" else cache
+    ds = make_pipeline(voc_source(synthetic_voc, "trainval"), training=True, flip=False, seed=1, deterministic=True,
+                       cache=cache, preprocessing=None)
+    epochs = [[int(y.numpy().sum()) for _, y in ds] for _ in range(3)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) == sorted(epochs[2]) and len(epochs[0]) == 8
+    assert len({tuple(e) for e in epochs}) > 1  # the cached examples are reshuffled per epoch

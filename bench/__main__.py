@@ -1,0 +1,138 @@
+"""Runs the benchmark suite: ``python -m bench [--quick] [--only NAME ...] [--out DIR]``.
+
+Every module ``bench/bench_<name>.py`` defines ``run(quick: bool = False) -> dict``
+returning JSON-serialisable figures with a ``"table"`` list of row dicts. This
+runner calls each (or those named by ``--only``), then writes ``results.json``
+(the figures, with the machine and software described) and ``results.md`` (one
+Markdown table per benchmark) to ``--out`` (default ``bench/results``). A
+benchmark that raises is recorded with its error and the run exits non-zero.
+
+Example:
+    python -m bench --quick --only inference --out /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import pkgutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+PREFIX = "bench_"
+
+
+def available() -> list[str]:
+    """Names of the benchmarks in ``bench/`` (``bench_inference.py`` -> ``"inference"``)."""
+    return sorted(m.name[len(PREFIX):] for m in pkgutil.iter_modules([str(BENCH_DIR)]) if m.name.startswith(PREFIX))
+
+
+def machine() -> dict:
+    """The machine and software the figures were measured on."""
+    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), platform.processor())
+    versions = {}
+    for package in ("tensorflow", "keras", "jax", "torch", "numpy"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": cpu,
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def markdown(results: dict) -> str:
+    """The Markdown report: the machine, then one table per benchmark."""
+    m = results["machine"]
+    lines = [
+        f"# fcn_keras benchmarks{' (quick)' if results['quick'] else ''}",
+        "",
+        f"{m['date_utc']}; {m['cpu']}, {m['nproc']} cores, {m['memory_gb']} GB; "
+        f"load average at start {m['load_average_at_start']}; "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+    ]
+    for name, figures in results["benchmarks"].items():
+        lines += ["", f"## {name} ({figures.get('seconds', '?')} s)", ""]
+        if "error" in figures:
+            lines += ["```", figures["error"].rstrip(), "```"]
+            continue
+        lines += _table(figures.get("table", []))
+    return "\n".join(lines) + "\n"
+
+
+def _table(rows: list[dict]) -> list[str]:
+    if not rows:
+        return ["(no table)"]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    cell = lambda v: "" if v is None else str(v)  # noqa: E731
+    return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            + ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows])
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = available()
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: the CI smoke test")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help=f"run only these benchmarks; known: {names}")
+    parser.add_argument("--out", default=str(BENCH_DIR / "results"), help="output folder (default bench/results)")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.only or ()) - set(names))
+    if unknown:
+        parser.error(f"--only: unknown benchmark(s) {unknown}; known: {names}")
+    if str(BENCH_DIR.parent) not in sys.path:
+        sys.path.insert(0, str(BENCH_DIR.parent))
+
+    results = {"quick": args.quick, "machine": machine(), "benchmarks": {}}
+    failed = False
+    for name in args.only or names:
+        print(f"== bench {name}{' (quick)' if args.quick else ''}", flush=True)
+        start = time.perf_counter()
+        try:
+            figures = importlib.import_module(f"bench.{PREFIX}{name}").run(quick=args.quick)
+        except Exception:  # one broken benchmark must not lose the others' figures
+            figures = {"error": traceback.format_exc()}
+            failed = True
+            print(figures["error"], file=sys.stderr)
+        figures["seconds"] = round(time.perf_counter() - start, 1)
+        results["benchmarks"][name] = figures
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / "results.json", json.dumps(results, indent=2, default=float) + "\n")
+    _write_atomic(out / "results.md", markdown(results))
+    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

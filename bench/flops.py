@@ -1,0 +1,79 @@
+"""A model's arithmetic, counted from its layers' shapes.
+
+One multiply-add counts as 2 FLOPs. Counted: convolutions (grouped and
+depthwise included), transposed convolutions as the dense operation the layer
+defines (the reference's ``C x C`` kernel, whatever shortcut a layer takes) and
+dense layers; nested models are counted through. Pooling, activations, crops
+and sums are left out: they are memory-bound and tiny next to the
+convolutions. For FCN-8s at 500x500 (700x700 after conv1_1's 100-pixel pad)
+this gives about 362 GFLOP, as stated in the reference facts.
+
+Example:
+    >>> from fcn_keras.models import fcn8s
+    >>> round(model_flops(fcn8s(), 500, 500) / 1e9)
+    363
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+
+def layer_flops(model: keras.Model, height: int, width: int, batch: int = 1) -> dict[str, int]:
+    """FLOPs of each counted layer of ``model`` on a ``batch`` of ``height`` x ``width`` images.
+
+    Example:
+        >>> from fcn_keras.models import fcn8s
+        >>> flops = layer_flops(fcn8s(), 500, 500)
+        >>> round(flops["fc6"] / 1e9, 1)
+        52.6
+    """
+    shape = (batch, height, width) + tuple(model.input_shape[3:])
+    return _count(model, shape)
+
+
+def model_flops(model: keras.Model, height: int, width: int, batch: int = 1) -> int:
+    """Total FLOPs of ``model`` on a ``batch`` of ``height`` x ``width`` images (see :func:`layer_flops`)."""
+    return sum(layer_flops(model, height, width, batch).values())
+
+
+def _count(model: keras.Model, input_shape: tuple) -> dict[str, int]:
+    # The model's own graph nodes: a layer shared with another model (a keras.applications
+    # encoder) has other nodes too, whose tensors are not connected to this model's input.
+    nodes = [node for depth in sorted(model._nodes_by_depth, reverse=True) for node in model._nodes_by_depth[depth]
+             if _is_counted(node.operation)]
+    # One symbolic pass with the concrete input shape gives every counted layer's input and output shape.
+    probe = keras.Model(model.inputs, [t for node in nodes for t in (node.input_tensors[0], node.outputs[0])])
+    specs = probe.compute_output_spec(keras.KerasTensor(input_shape))
+    flops: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        layer = node.operation
+        in_shape, out_shape = tuple(specs[2 * i].shape), tuple(specs[2 * i + 1].shape)
+        if isinstance(layer, keras.Model):
+            flops.update({f"{layer.name}/{k}": v for k, v in _count(layer, in_shape).items()})
+        else:
+            flops[layer.name] = _flops(layer, in_shape, out_shape)
+    return flops
+
+
+def _is_counted(layer) -> bool:
+    return isinstance(layer, (keras.Model, keras.layers.Dense, keras.layers.Conv2D, keras.layers.Conv2DTranspose,
+                              keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D))
+
+
+def _flops(layer, in_shape: tuple, out_shape: tuple) -> int:
+    positions_out = math.prod(out_shape[:-1])
+    if isinstance(layer, keras.layers.Dense):
+        return 2 * in_shape[-1] * layer.units * positions_out
+    kernel = math.prod(layer.kernel_size)
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        # Every input position scatters a full k x k x C_out block: count on the input side.
+        return 2 * kernel * in_shape[-1] * layer.filters * math.prod(in_shape[:-1])
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        depth = in_shape[-1] * layer.depth_multiplier
+        return 2 * kernel * depth * positions_out + 2 * depth * layer.filters * positions_out
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return 2 * kernel * in_shape[-1] * layer.depth_multiplier * positions_out
+    return 2 * kernel * (in_shape[-1] // layer.groups) * layer.filters * positions_out

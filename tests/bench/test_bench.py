@@ -1,0 +1,73 @@
+"""The benchmark suite produces figures (never a timing threshold), counts FLOPs right,
+and its PyTorch peer is the same network."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+
+def test_quick_run_writes_figures_and_a_table(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "inference", "--out", str(tmp_path)],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["machine"]["nproc"] >= 1 and results["machine"]["cpu"]
+    rows = results["benchmarks"]["inference"]["rows"]
+    assert rows and all(row["error"] is None for row in rows), rows
+    for row in rows:
+        for key in ("median_s", "gflop_per_image", "matmul_gflops", "efficiency", "peak_rss_mb"):
+            assert row[key] > 0, (key, row)
+    report = (tmp_path / "results.md").read_text()
+    assert "| variant | input | median s |" in report and "| call | 1x64x64 |" in report
+
+
+def test_runner_rejects_unknown_benchmarks(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bench", "--only", "nonesuch", "--out", str(tmp_path)],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "nonesuch" in done.stderr and "inference" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def fcn8s_model():
+    from fcn_keras.models import fcn8s
+
+    return fcn8s(num_classes=3)
+
+
+def test_flops_match_the_reference_geometry(fcn8s_model):
+    from bench.flops import layer_flops
+
+    flops = layer_flops(fcn8s_model, 500, 500)
+    # fc6: a 7x7x512 -> 4096 convolution over pool5 (22x22 at 500x500) giving 16x16.
+    assert flops["fc6"] == 2 * 7 * 7 * 512 * 4096 * 16 * 16
+    # upscore8: dense 16x16 transposed convolution over the 70x70 fused scores.
+    assert flops["upscore8"] == 2 * 16 * 16 * 3 * 3 * 70 * 70
+    # The reference facts: about 362 GFLOP for FCN-8s at 500x500 (conv1_1's 100-pixel pad included).
+    assert 360e9 < sum(flops.values()) < 364e9
+    assert sum(layer_flops(fcn8s_model, 320, 320, batch=8).values()) == 8 * sum(
+        layer_flops(fcn8s_model, 320, 320).values())
+
+
+def test_torch_peer_computes_the_same_network(fcn8s_model):
+    torch = pytest.importorskip("torch", reason="the PyTorch peer is a bench extra: pip install fcn_keras[bench]")
+    from bench.torch_peer import from_keras
+
+    rng = np.random.default_rng(0)
+    for layer in fcn8s_model.layers:  # non-zero scores and non-bilinear upsampling: every layer shows
+        if layer.name.startswith(("score", "upscore")) and layer.weights:
+            layer.set_weights([rng.normal(size=w.shape).astype("float32") * 0.05 for w in layer.get_weights()])
+    x = (rng.normal(size=(1, 37, 50, 3)) * 60).astype("float32")
+    expected = fcn8s_model.predict(x, verbose=0)
+    with torch.inference_mode():
+        got = from_keras(fcn8s_model)(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy().transpose(0, 2, 3, 1)
+    assert got.shape == expected.shape == (1, 37, 50, 3)
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())

@@ -1,0 +1,151 @@
+"""The fast layers compute exactly what the plain Keras layers compute, with the same weights.
+
+No TensorFlow import here: the layer tests run on every Keras backend; the
+whole-model ones (VGG16-sized, slow to build on JAX) run on the default one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import keras
+
+from fcn_keras.models import fcn8s
+from fcn_keras.models.fast_convolutions import DiagonalConv2DTranspose, PatchMatmulConv2D, plain_layers
+from fcn_keras.models.layers import BilinearUpsamplingInitializer
+
+RNG = np.random.default_rng(8)
+backend_agnostic = pytest.mark.backend_agnostic
+
+
+def plain_twin(layer: keras.layers.Layer, input_shape) -> keras.layers.Layer:
+    """The plain Keras layer with ``layer``'s config and weights."""
+    twin = plain_layers(keras.Sequential([keras.Input(input_shape[1:]), layer])).layers[0]
+    assert type(twin) in (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
+    return twin
+
+
+def images(*shape):
+    return RNG.normal(size=shape).astype("float32")
+
+
+@backend_agnostic
+@pytest.mark.parametrize(
+    "kernel, height, width, options",
+    [
+        ((7, 7), 13, 11, {}),  # fc6's kernel over a small odd map
+        ((3, 2), 9, 10, {"activation": "relu"}),
+        ((1, 1), 5, 7, {"use_bias": False}),
+        ((3, 3), 9, 8, {"padding": "same"}),  # configurations the matmul does not cover run the plain conv
+        ((3, 3), 11, 9, {"strides": 2}),
+    ],
+)
+def test_patch_matmul_conv_equals_conv2d(kernel, height, width, options):
+    x = images(2, height, width, 6)
+    fast = PatchMatmulConv2D(5, kernel, bias_initializer="random_normal", **options)
+    fast.build(x.shape)
+    np.testing.assert_allclose(fast(x), plain_twin(fast, x.shape)(x), rtol=1e-5, atol=1e-5)
+
+
+@backend_agnostic
+@pytest.mark.parametrize("size, stride", [(4, 2), (16, 8), (64, 32), (5, 2), (7, 3), (3, 3)])
+@pytest.mark.parametrize("kind", ["bilinear", "random diagonal", "dense"])
+def test_diagonal_transposed_conv_equals_conv2d_transpose(size, stride, kind):
+    x = images(2, 5, 7, 3)  # odd, non-square
+    fast = DiagonalConv2DTranspose(3, size, strides=stride, use_bias=False,
+                                   kernel_initializer=BilinearUpsamplingInitializer(), trainable=False)
+    fast.build(x.shape)
+    if kind != "bilinear":
+        kernel = images(size, size, 3, 3)
+        # A dense kernel (e.g. from learned upsampling) must silently take the dense path.
+        fast.set_weights([kernel * np.eye(3) if kind == "random diagonal" else kernel])
+    expected = plain_twin(fast, x.shape)(x)
+    np.testing.assert_allclose(fast(x), expected, rtol=1e-5, atol=1e-5)
+    assert fast(x).shape == ((2, (5 - 1) * stride + size, (7 - 1) * stride + size, 3))
+
+
+@backend_agnostic
+def test_diagonal_transposed_conv_keeps_bias_and_activation():
+    x = images(1, 4, 6, 2)
+    fast = DiagonalConv2DTranspose(2, 4, strides=2, activation="relu", bias_initializer="random_normal",
+                                   kernel_initializer=BilinearUpsamplingInitializer(), trainable=False)
+    fast.build(x.shape)
+    np.testing.assert_allclose(fast(x), plain_twin(fast, x.shape)(x), rtol=1e-5, atol=1e-5)
+
+
+def _one_sgd_step(layer_or_twin, x, y):
+    model = keras.Sequential([keras.Input(x.shape[1:]), layer_or_twin])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    model.train_on_batch(x, y)
+    return keras.ops.convert_to_numpy(layer_or_twin.kernel)
+
+
+@backend_agnostic
+def test_trainable_upsampling_trains_the_full_kernel():
+    x, y = images(2, 3, 4, 3), images(2, 8, 10, 3)
+    fast = DiagonalConv2DTranspose(3, 4, strides=2, use_bias=False,
+                                   kernel_initializer=BilinearUpsamplingInitializer(), trainable=True)
+    fast.build(x.shape)
+    twin = plain_twin(fast, x.shape)
+    before = keras.ops.convert_to_numpy(fast.kernel)
+    trained, trained_twin = _one_sgd_step(fast, x, y), _one_sgd_step(twin, x, y)
+    np.testing.assert_allclose(trained, trained_twin, rtol=1e-5, atol=1e-6)
+    off_diagonal = (1 - np.eye(3)).astype(bool)
+    assert np.abs(trained - before)[:, :, off_diagonal].max() > 0
+
+
+@backend_agnostic
+def test_fc6_matmul_trains_like_conv2d():
+    x, y = images(2, 9, 8, 4), images(2, 3, 2, 5)
+    fast = PatchMatmulConv2D(5, 7)
+    fast.build(x.shape)
+    twin = plain_twin(fast, x.shape)
+    np.testing.assert_allclose(_one_sgd_step(fast, x, y), _one_sgd_step(twin, x, y), rtol=1e-5, atol=1e-6)
+
+
+def _randomise_scores(model):
+    # weights=None leaves the score layers at zero, which would hide the upsampling path.
+    for layer in model.layers:
+        if layer.name.startswith("score") and layer.weights:
+            layer.set_weights([RNG.normal(size=w.shape).astype("float32") * 0.05 for w in layer.get_weights()])
+
+
+@pytest.fixture(scope="module")
+def fcn8s_pair():
+    model = fcn8s(num_classes=4)
+    _randomise_scores(model)
+    plain = plain_layers(model)
+    assert not any(isinstance(layer, (PatchMatmulConv2D, DiagonalConv2DTranspose)) for layer in plain.layers)
+    return model, plain
+
+
+def test_fcn8s_equals_its_plain_formulation(fcn8s_pair):
+    model, plain = fcn8s_pair
+    x = images(2, 27, 18, 3) * 60  # odd sizes: every crop leaves a different remainder
+    expected = keras.ops.convert_to_numpy(plain(x))
+    assert np.abs(expected).max() > 1e-3  # the heads contribute, not just the biases
+    np.testing.assert_allclose(model(x), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_variables_keep_the_reference_names_and_shapes(fcn8s_pair):
+    model, plain = fcn8s_pair
+    assert model.get_layer("fc6").kernel.shape == (7, 7, 512, 4096)
+    assert model.get_layer("upscore8").kernel.shape == (16, 16, 4, 4)
+    assert [(w.path, w.shape) for w in model.weights] == [(w.path, w.shape) for w in plain.weights]
+
+
+@backend_agnostic
+def test_fast_layers_round_trip_through_keras_files_in_safe_mode(tmp_path):
+    inputs = keras.Input((None, None, 3))
+    x = PatchMatmulConv2D(4, 3, activation="relu", name="fc6")(inputs)
+    x = DiagonalConv2DTranspose(4, 4, strides=2, use_bias=False, trainable=False,
+                                kernel_initializer=BilinearUpsamplingInitializer(), name="upscore")(x)
+    model = keras.Model(inputs, x)
+    path = tmp_path / "fast.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert type(loaded.get_layer("fc6")) is PatchMatmulConv2D
+    assert type(loaded.get_layer("upscore")) is DiagonalConv2DTranspose
+    assert not loaded.get_layer("upscore").trainable
+    x = images(1, 9, 7, 3)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
