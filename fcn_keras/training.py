@@ -246,9 +246,8 @@ def _train_dataset(recipe: Recipe, source, epochs: range, skip: int):
 def _val_dataset(recipe: Recipe, source, replicas: int):
     from fcn_keras import data
 
-    # One image per replica: Keras' distributed evaluate cannot start on a batch that leaves a replica empty.
-    # (Evaluation batches are padded with label 255, so padding never counts; fcn_keras.evaluation.evaluate
-    # gives the exact batch-1 figures.)
+    # One image per replica, so that no replica gets an empty batch. Images of a batch are padded to the
+    # largest (labels with 255, never counted); fcn_keras.evaluation.evaluate gives exact batch-1 figures.
     dataset = data.make_pipeline(source, training=False, batch_size=replicas, preprocessing=_preprocessing(recipe))
     if recipe.training.validation_steps:
         dataset = dataset.take(recipe.training.validation_steps)
@@ -612,7 +611,7 @@ def train(
     def run(first_epoch: int, last_epoch: int, steps_per_epoch: int, skip: int) -> None:
         data = _distributed(strategy, lambda: _train_dataset(recipe, train_source, range(first_epoch, last_epoch), skip))
         fit = model.fit(data, epochs=last_epoch, initial_epoch=first_epoch, steps_per_epoch=steps_per_epoch,
-                        validation_data=val, callbacks=fit_callbacks, verbose=verbose)
+                        validation_data=val, callbacks=fit_callbacks, verbose=verbose, shuffle=False)
         for key, values in fit.history.items():
             history.setdefault(key, []).extend(values)
 
