@@ -19,7 +19,6 @@ import glob
 import os
 import sys
 import textwrap
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -725,8 +724,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     if not debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        # Keras warns on every fit() over a tf.data pipeline, which fcn_keras shuffles itself.
-        warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -172,7 +172,8 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
         loss=SegmentationCrossEntropy(reduction="mean"),
         metrics=[SegmentationMetrics(config.num_classes)],
     )
-    model.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, validation_data=val,
+    # shuffle=False: the pipeline shuffles itself (seeded), Keras cannot shuffle a tf.data.Dataset.
+    model.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, validation_data=val, shuffle=False,
               callbacks=[keras.callbacks.CSVLogger(str(paths["training_log"]))], verbose=1 if verbose else 0)
     model.save(paths["keras_model"])
     t = lap("training", t)
