@@ -35,9 +35,14 @@ def test_predict_with_a_keras_file_and_the_saved_model_agree(demo_run, tmp_path,
         np.testing.assert_array_equal(keras_masks[name], saved_masks[name])
 
 
-def test_predict_refuses_an_unknown_model(demo_run, tmp_path, fcn_keras_cmd):
+def test_predict_refuses_an_unknown_model(demo_run, tmp_path, monkeypatch, fcn_keras_cmd):
     demo_out, _, _ = demo_run
     image = next((demo_out / "data" / "JPEGImages").glob("*.jpg"))
+    # A zoo name resolves to the zoo; offline, its weights cannot come, and the one line says where to put them.
+    monkeypatch.setenv("FCN_KERAS_HOME", str(tmp_path / "home"))
+    status, _, err = fcn_keras_cmd("predict", "fcn8s_voc", image, "--out", tmp_path / "z")
+    assert status == 1 and err.count("\n") == 1
+    assert "fcn8s-heavy-pascal.caffemodel" in err and str(tmp_path / "home" / "downloads") in err
     status, _, err = fcn_keras_cmd("predict", "fcn99s_voc", image, "--out", tmp_path / "o")
     assert status == 1 and err.count("\n") == 1
     assert err.startswith("fcn-keras: error: model 'fcn99s_voc' is not a zoo name (known: fcn16s_voc")
