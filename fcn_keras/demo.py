@@ -119,6 +119,9 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
              verbose: int = 1) -> dict:
     """Runs the demo into ``out`` and returns its summary (metrics, parity, artefact paths, seconds).
 
+    For a reproducible run it seeds Keras and turns on TensorFlow's op
+    determinism, which stays on for the rest of the process.
+
     Example:
         >>> import tempfile
         >>> summary = run_demo(tempfile.mkdtemp(), DemoConfig(num_images=6, image_size=(32, 32), epochs=1,
@@ -175,7 +178,9 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
     # shuffle=False: the pipeline shuffles itself (seeded), Keras cannot shuffle a tf.data.Dataset.
     model.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, validation_data=val, shuffle=False,
               callbacks=[keras.callbacks.CSVLogger(str(paths["training_log"]))], verbose=1 if verbose else 0)
-    model.save(paths["keras_model"])
+    tmp = paths["keras_model"].with_name(f".model.tmp-{os.getpid()}.keras")  # Keras wants the .keras suffix
+    model.save(tmp)
+    os.replace(tmp, paths["keras_model"])
     t = lap("training", t)
 
     _say(verbose, f"[3/6] evaluating on the held-out split ({len(val_source)} images)")
