@@ -5,10 +5,12 @@ Full mode: FCN-8s over MobileNetV2 (21 classes) on the 18 real VOC images of
 No trained weights exist offline: the backbone and the score layers hold
 random weights (score layers random instead of zero so that masks vary), so
 pixel agreement measures the conversion, not a trained model's robustness.
-int8 is calibrated on the VOC train split. Quick mode: a tiny per-pixel model
+int8 is calibrated on the VOC train split. ``FCN_KERAS_BENCH_EXPORT_MODEL=run.keras``
+benchmarks a trained checkpoint instead (e.g. ``fcn-keras demo``'s model). Quick mode: a tiny per-pixel model
 made of fcn_keras layers on two small images — a smoke test that runs in seconds.
 
-Latencies are per image (batch 1), medians over repeats; TFLite uses every core.
+Latencies are per image (batch 1), medians over repeats in which the formats take
+turns (so a shared machine's drifting load hits all alike); TFLite uses every core.
 Targets (issue 5): SavedModel overhead <= 5 % over Keras; int8 >= 2x faster than
 TFLite float32 at >= 98 % pixel agreement.
 """
@@ -45,16 +47,33 @@ def tiny_fcn(num_classes: int = 3, dtype: str | None = None, name: str = "tiny_f
     return keras.Model(inputs, outputs, name=name)
 
 
-def _median_latency(fn, images, repeats: int) -> float:
-    for image in images:  # warm-up: one trace / allocation per size
-        fn(image)
-    times = []
+def randomize_scores(model: keras.Model, seed: int = 0) -> keras.Model:
+    """Gives the (zero-initialised) score layers N(0, 1) kernels, so masks are not all class 0."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.name.startswith("score_") and layer.weights:  # not the score_pool*c crops
+            kernel, bias = layer.get_weights()
+            layer.set_weights([rng.normal(0.0, 1.0, kernel.shape).astype("float32"), bias])
+    return model
+
+
+def _interleaved_latencies(runs: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per item of each run; the runs take turns within every repeat.
+
+    Taking turns spreads the load of a shared machine over all of them alike, so
+    their ratios hold even when absolute times drift.
+    """
+    for fn, items in runs.values():  # warm-up: one trace / allocation per size
+        for item in items:
+            fn(item)
+    times = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        for image in images:
-            fn(image)
-        times.append((time.perf_counter() - start) / len(images))
-    return float(np.median(times))
+        for name, (fn, items) in runs.items():
+            start = time.perf_counter()
+            for item in items:
+                fn(item)
+            times[name].append((time.perf_counter() - start) / len(items))
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def _data(quick: bool):
@@ -85,53 +104,54 @@ def run(quick: bool = False) -> dict:
 
     repeats = 2 if quick else 3
     images, calibration, labels, source = _data(quick)
-    if quick:
+    checkpoint = os.environ.get("FCN_KERAS_BENCH_EXPORT_MODEL")
+    if checkpoint and not quick:
+        from fcn_keras.export.command import load_model
+
+        model, weights = load_model(checkpoint), f"trained: {checkpoint}"
+    elif quick:
         model, weights = tiny_fcn(num_classes=21), "random (tiny model)"
     else:
         keras.utils.set_random_seed(0)
         model = fcn_keras.fcn8s(num_classes=21, backbone="mobilenet_v2")
-        rng = np.random.default_rng(0)
-        for layer in model.layers:
-            if layer.name.startswith("score_"):
-                kernel, bias = layer.get_weights()
-                layer.set_weights([rng.normal(0, 1, kernel.shape).astype("float32"), bias])
+        randomize_scores(model)
         weights = "random (backbone Keras default init, score layers N(0, 1)); no trained weights offline"
+
+    if labels is not None and model.output_shape[-1] != 21:
+        labels = None  # VOC labels mean nothing to a model of other classes
 
     work = Path(tempfile.mkdtemp(prefix="bench_export_"))
     try:
-        timings = {}
         logits_fn, _, _ = logits_function(model)
-        timings["keras eager"] = _median_latency(lambda i: logits_fn(i[None].astype(np.float32)), images, repeats)
         # What in-process serving would run: the same function compiled once for any size.
         compiled = tf.function(logits_fn, input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-        timings["keras"] = _median_latency(lambda i: compiled(i[None].astype(np.float32)), images, repeats)
-
         start = time.perf_counter()
         path = export_saved_model(model, work / "sm", verbose=False)
         export_seconds = {"savedmodel": time.perf_counter() - start}
         loaded = tf.saved_model.load(path)
         predict = loaded.signatures["predict_images"]
         serve = loaded.signatures["serving_default"]
-        timings["savedmodel predict_images"] = _median_latency(
-            lambda image: predict(images=tf.constant(image[None])), images, repeats)
         encoded = [tf.io.encode_png(image).numpy() for image in images]
-        timings["savedmodel serving_default (PNG decode incl.)"] = _median_latency(
-            lambda data: serve(image_bytes=tf.constant([data])), encoded, repeats)
+        runs = {  # name -> (function of one item, items)
+            "keras eager": (lambda i: logits_fn(i[None].astype(np.float32)), images),
+            "keras": (lambda i: compiled(i[None].astype(np.float32)), images),
+            "savedmodel predict_images": (lambda i: predict(images=tf.constant(i[None])), images),
+            "savedmodel serving_default (PNG decode incl.)": (
+                lambda data: serve(image_bytes=tf.constant([data])), encoded),
+        }
         reference = keras_logits(model, images)
         reports = {"savedmodel predict_images": compare(
             "savedmodel", reference, [predict(images=tf.constant(i[None]))["logits"].numpy()[0] for i in images],
             labels)}
-
-        threads = os.cpu_count()
         for quantization in (None, "float16", "int8"):
             name = f"tflite {quantization or 'float32'}"
             start = time.perf_counter()
             tfl = export_tflite(model, work / f"{name.replace(' ', '_')}.tflite", quantization=quantization,
-                                representative_data=calibration if quantization == "int8" else None)
+                                representative_data=calibration if quantization == "int8" else None, verbose=False)
             export_seconds[name] = time.perf_counter() - start
-            runner = TFLiteModel(tfl, num_threads=threads)
-            timings[name] = _median_latency(runner.logits, images, repeats)
+            runs[name] = (TFLiteModel(tfl, num_threads=os.cpu_count()).logits, images)
             reports[name] = tflite_parity(tfl, model, images, labels)
+        timings = _interleaved_latencies(runs, repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

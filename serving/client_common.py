@@ -7,7 +7,9 @@ A mask row from ``serving_default`` is padded to the largest image of the batch
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -57,3 +59,21 @@ def parser(description: str, default_address: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default="masks", help="directory for the coloured masks (default masks/)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server")
     return p
+
+
+def run(description: str, default_address: str, segment: Callable, argv: list[str] | None = None) -> list[Path]:
+    """A client's command line: parse ``argv``, ``segment(args, images) -> (masks, heights, widths)``, save.
+
+    Server errors (``RuntimeError``) end the program with their message when run as a script.
+    """
+    args = parser(description, default_address).parse_args(argv)
+    try:
+        masks, heights, widths = segment(args, read_images(args.images))
+    except RuntimeError as exc:
+        if argv is None:
+            sys.exit(str(exc))
+        raise
+    written = save_masks(args.images, masks, heights, widths, args.out)
+    for path in written:
+        print(path)
+    return written

@@ -9,13 +9,11 @@ to the ``serving_default`` signature.
 
 from __future__ import annotations
 
-import sys
-
 import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from client_common import parser, read_images, save_masks
+from client_common import run
 
 
 def predict_request(images: list[bytes], model: str, version: int | None = None,
@@ -45,18 +43,14 @@ def predict(server: str, request: predict_pb2.PredictRequest, timeout: float = 6
     return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
 
+def segment(args, images: list[bytes]):
+    outputs = predict(args.server, predict_request(images, args.model, args.version, args.label), args.timeout)
+    return outputs["mask"], outputs["height"], outputs["width"]
+
+
 def main(argv: list[str] | None = None) -> list:
-    args = parser(__doc__.splitlines()[0], "127.0.0.1:8500").parse_args(argv)
-    request = predict_request(read_images(args.images), args.model, args.version, args.label)
-    outputs = predict(args.server, request, args.timeout)
-    written = save_masks(args.images, outputs["mask"], outputs["height"], outputs["width"], args.out)
-    for path in written:
-        print(path)
-    return written
+    return run(__doc__.splitlines()[0], "127.0.0.1:8500", segment, argv)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RuntimeError as exc:
-        sys.exit(str(exc))
+    main()

@@ -4,20 +4,20 @@
 
 Sends one ``POST /v1/models/<model>[/versions/<v>|/labels/<l>]:predict`` request
 in the row ("instances") format with each image as ``{"b64": ...}``, to the
-``serving_default`` signature. Needs only the standard library, numpy and Pillow.
+``serving_default`` signature. Needs only the standard library, numpy, Pillow and
+fcn_keras (for the palette).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import sys
 import urllib.error
 import urllib.request
 
 import numpy as np
 
-from client_common import parser, read_images, save_masks
+from client_common import run
 
 
 def predict_url(server: str, model: str, version: int | None = None, label: str | None = None) -> str:
@@ -58,19 +58,14 @@ def predict(url: str, images: list[bytes], timeout: float = 60.0) -> list[dict]:
     return predictions
 
 
+def segment(args, images: list[bytes]):
+    rows = predict(predict_url(args.server, args.model, args.version, args.label), images, args.timeout)
+    return [np.asarray(r["mask"]) for r in rows], [r["height"] for r in rows], [r["width"] for r in rows]
+
+
 def main(argv: list[str] | None = None) -> list:
-    args = parser(__doc__.splitlines()[0], "http://127.0.0.1:8501").parse_args(argv)
-    url = predict_url(args.server, args.model, args.version, args.label)
-    rows = predict(url, read_images(args.images), args.timeout)
-    written = save_masks(args.images, [np.asarray(r["mask"]) for r in rows], [r["height"] for r in rows],
-                         [r["width"] for r in rows], args.out)
-    for path in written:
-        print(path)
-    return written
+    return run(__doc__.splitlines()[0], "http://127.0.0.1:8501", segment, argv)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RuntimeError as exc:
-        sys.exit(str(exc))
+    main()

@@ -85,7 +85,8 @@ def export_model(
         from fcn_keras.export.tflite import export_tflite
 
         _refuse_existing(output, overwrite)
-        path = export_tflite(model, output, quantization, input_size, representative_data, preprocessing=preprocessing)
+        path = export_tflite(model, output, quantization, input_size, representative_data,
+                             preprocessing=preprocessing, verbose=verbose)
         if images is not None:
             report = tflite_parity(path, model, images, preprocessing=preprocessing)
     else:

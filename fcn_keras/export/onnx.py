@@ -9,12 +9,11 @@ float32 wrapper that puts the preprocessing first.
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import keras
 import numpy as np
 
+from fcn_keras.export.files import atomic_path
 from fcn_keras.export.graph import logits_function
 
 
@@ -40,17 +39,9 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, *, preprocessing: s
     logits_fn, _, _ = logits_function(model, preprocessing)
     inputs = keras.Input((None, None, 3), name="image", dtype="float32")
     wrapper = keras.Model(inputs, logits_fn(inputs), name=f"{model.name}_rgb")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        wrapper.export(tmp, format="onnx", opset_version=opset, verbose=False,
+    with atomic_path(path) as tmp:
+        wrapper.export(str(tmp), format="onnx", opset_version=opset, verbose=False,
                        input_signature=[keras.InputSpec(shape=(None, None, None, 3), dtype="float32", name="image")])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return str(path)
 
 

@@ -11,7 +11,6 @@ float32 copy of the model. Files are run with the LiteRT interpreter
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fcn_keras.export.files import atomic_path
 from fcn_keras.export.graph import logits_function
 
 QUANTIZATIONS = (None, "float16", "int8")
@@ -155,6 +155,7 @@ def convert_tflite(
     *,
     preprocessing: str | None = None,
     calibration_limit: int = 100,
+    verbose: bool = False,
 ) -> bytes:
     """The TFLite flatbuffer of ``model`` (see :func:`export_tflite`), checked for builtin ops only."""
     if quantization not in QUANTIZATIONS:
@@ -162,6 +163,7 @@ def convert_tflite(
     if quantization == "int8" and representative_data is None:
         raise ValueError("quantization='int8' needs representative_data (images to calibrate activation ranges)")
     input_size = _check_input_size(input_size)
+    progress = keras.utils.Progbar(3, verbose=1 if verbose else 0, unit_name="step")
     logits_fn, _, _ = logits_function(model, preprocessing)
     shape = [1, *(input_size or (None, None)), 3]
 
@@ -170,6 +172,7 @@ def convert_tflite(
         return {"logits": logits_fn(image)}
 
     concrete = segment.get_concrete_function()
+    progress.update(1)
     holder = tf.Module()
     holder.variables_used = list(concrete.variables)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
@@ -184,7 +187,9 @@ def convert_tflite(
         converter.representative_dataset = lambda: _full_range(
             calibration_images(representative_data, input_size, calibration_limit))
     content = converter.convert()
+    progress.update(2)
     check_builtin_ops(content, f"{model.name} ({quantization or 'float32'})")
+    progress.update(3)
     return content
 
 
@@ -197,6 +202,7 @@ def export_tflite(
     *,
     preprocessing: str | None = None,
     calibration_limit: int = 100,
+    verbose: bool = True,
 ) -> str:
     """Writes ``model`` as a TFLite file at ``path`` (atomically) and returns the path.
 
@@ -210,6 +216,7 @@ def export_tflite(
         representative_data: calibration images for int8 — see :func:`calibration_images`.
         preprocessing: mode for models whose preprocessing cannot be inferred.
         calibration_limit: at most this many calibration images are used.
+        verbose: show a progress bar.
 
     The file uses builtin ops only (checked; a Flex op raises ``ValueError``).
 
@@ -220,17 +227,9 @@ def export_tflite(
         '/tmp/fcn8s.tflite'
     """
     content = convert_tflite(model, quantization, input_size, representative_data,
-                             preprocessing=preprocessing, calibration_limit=calibration_limit)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+                             preprocessing=preprocessing, calibration_limit=calibration_limit, verbose=verbose)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(content)
     return str(path)
 
 

@@ -10,19 +10,10 @@ import pytest
 from PIL import Image
 
 import fcn_keras
-from bench.bench_export import tiny_fcn  # a small per-pixel model of fcn_keras layers, with its own preprocessing
+# A small per-pixel model of fcn_keras layers with its own preprocessing, and random score layers.
+from bench.bench_export import randomize_scores, tiny_fcn
 
 SIZES = [(48, 64), (37, 50), (61, 45)]  # (height, width): odd sizes, not multiples of 32
-
-
-def randomize_scores(model: keras.Model, seed: int = 0) -> keras.Model:
-    """Gives the (zero-initialised) score layers random kernels, so masks are not all class 0."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if layer.name.startswith("score_"):
-            kernel, bias = layer.get_weights()
-            layer.set_weights([rng.normal(0.0, 1.0, kernel.shape).astype("float32"), bias])
-    return model
 
 
 def synthetic_image(height: int, width: int, seed: int) -> np.ndarray:

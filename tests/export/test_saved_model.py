@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import keras
@@ -46,36 +45,30 @@ def test_versions_are_numbered_and_existing_ones_refused(tmp_path, tiny_model, i
         export_saved_model(tiny_model, base, version=0, verbose=False)
 
 
-def test_killed_export_leaves_no_version(tmp_path):
+KILLED_EXPORT_SCRIPT = """
+import sys, time
+import tensorflow as tf
+from bench.bench_export import tiny_fcn
+from fcn_keras.export import export_saved_model
+real_save = tf.saved_model.save
+def save_then_hang(*args, **kwargs):
+    real_save(*args, **kwargs)
+    print("SAVED", flush=True)
+    time.sleep(600)
+tf.saved_model.save = save_then_hang
+export_saved_model(tiny_fcn(), sys.argv[1], verbose=False)
+"""
+
+
+def test_killed_export_leaves_no_version(processes):
     """SIGKILL after the SavedModel is written but before the rename: TF Serving sees nothing."""
-    base = tmp_path / "segmenter"
-    script = textwrap.dedent(f"""
-        import sys, time
-        import tensorflow as tf
-        from bench.bench_export import tiny_fcn
-        from fcn_keras.export import export_saved_model
-        real_save = tf.saved_model.save
-        def save_then_hang(*args, **kwargs):
-            real_save(*args, **kwargs)
-            print("SAVED", flush=True)
-            time.sleep(600)
-        tf.saved_model.save = save_then_hang
-        export_saved_model(tiny_fcn(), {str(base)!r}, verbose=False)
-    """)
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=PYTHON_ENV,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        line = process.stdout.readline()
-        assert line.strip() == "SAVED", f"export subprocess ended without writing (exit {process.poll()})"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    leftovers = os.listdir(base)
+    results, work = processes
+    assert results["killed"].stdout.strip() == "SAVED", results["killed"].stderr[-3000:]
+    assert results["killed"].returncode == -signal.SIGKILL
+    leftovers = os.listdir(work / "killed")
     assert not [n for n in leftovers if n.isdigit()]
     assert len(leftovers) == 1 and leftovers[0].startswith(".tmp-export-")
-    assert (base / leftovers[0] / "saved_model.pb").is_file()  # killed after writing, before publishing
+    assert (work / "killed" / leftovers[0] / "saved_model.pb").is_file()  # killed after writing, before publishing
 
 
 def test_model_that_changes_size_is_refused(tmp_path):
@@ -175,51 +168,77 @@ def test_assets_hold_class_names_and_palette(model_dir):
     assert read_export_info(model_dir / "1")["preprocessing_added"] == "tf"
 
 
-def test_loads_and_runs_where_keras_cannot_be_imported(model_dir, light_model, images, tmp_path):
-    expected = keras_logits(light_model, images[:1])[0].argmax(-1)
-    png = tmp_path / "a.png"
-    png.write_bytes(encode(images[0], "PNG"))
-    script = textwrap.dedent(f"""
-        import json, sys
-        for name in ("keras", "tf_keras", "fcn_keras"):
-            sys.modules[name] = None  # any import of them now raises ImportError
-        import tensorflow as tf
-        loaded = tf.saved_model.load({str(model_dir / "1")!r})
-        out = loaded.signatures["serving_default"](image_bytes=tf.constant([open({str(png)!r}, "rb").read()]))
-        names = open({str(model_dir / "1" / "assets" / "class_names.txt")!r}).read().split()
-        assert not [m for m in sys.modules if m.split(".")[0] in ("keras", "tf_keras", "fcn_keras")
-                    and sys.modules[m] is not None]
-        print(json.dumps({{"mask": out["mask"].numpy()[0].tolist(), "names": names,
-                          "signatures": sorted(loaded.signatures)}}))
-    """)
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={**PYTHON_ENV, "PYTHONPATH": ""},
-                            capture_output=True, text=True, timeout=120)
+KERAS_FREE_SCRIPT = """
+import json, sys
+for name in ("keras", "tf_keras", "fcn_keras"):
+    sys.modules[name] = None  # any import of them now raises ImportError
+import tensorflow as tf
+export_dir, png = sys.argv[1:]
+loaded = tf.saved_model.load(export_dir)
+out = loaded.signatures["serving_default"](image_bytes=tf.constant([open(png, "rb").read()]))
+names = open(export_dir + "/assets/class_names.txt").read().split()
+assert not [m for m in sys.modules if m.split(".")[0] in ("keras", "tf_keras", "fcn_keras") and sys.modules[m]]
+print(json.dumps({"mask": out["mask"].numpy()[0].tolist(), "names": names, "signatures": sorted(loaded.signatures)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def processes(model_dir, images, tmp_path_factory):
+    """The fresh-process checks, started together (each pays a TensorFlow import; they overlap)."""
+    work = tmp_path_factory.mktemp("processes")
+    (work / "a.png").write_bytes(encode(images[0], "PNG"))
+    np.save(work / "images.npy", np.full((1, 21, 30, 3), 200, np.uint8))
+    cli = str(Path(sys.executable).with_name("saved_model_cli"))
+    commands = {
+        # cwd and PYTHONPATH away from the project: fcn_keras is only reachable through the venv, and blocked.
+        "keras_free": ([sys.executable, "-c", KERAS_FREE_SCRIPT, str(model_dir / "1"), str(work / "a.png")],
+                       {**PYTHON_ENV, "PYTHONPATH": ""}),
+        "show": ([cli, "show", "--dir", str(model_dir / "2"), "--all"], PYTHON_ENV),
+        "run": ([cli, "run", "--dir", str(model_dir / "2"), "--tag_set", "serve", "--signature_def",
+                 "predict_images", "--inputs", f"images={work / 'images.npy'}", "--outdir", str(work)], PYTHON_ENV),
+    }
+    commands["killed"] = ([sys.executable, "-c", KILLED_EXPORT_SCRIPT, str(work / "killed")],
+                          {**PYTHON_ENV, "PYTHONPATH": str(ROOT)})
+    started = {name: subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True) for name, (command, env) in commands.items()}
+    results = {}
+    killed = started.pop("killed")
+    try:
+        line = killed.stdout.readline()  # the export has written everything but not renamed it
+        if line.strip() == "SAVED":
+            os.kill(killed.pid, signal.SIGKILL)
+        stdout, stderr = killed.communicate(timeout=300)
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+    results["killed"] = subprocess.CompletedProcess(killed.args, killed.returncode, line + stdout, stderr)
+    for name, process in started.items():
+        stdout, stderr = process.communicate(timeout=300)
+        results[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return results, work
+
+
+def test_loads_and_runs_where_keras_cannot_be_imported(processes, light_model, images):
+    result = processes[0]["keras_free"]
     assert result.returncode == 0, result.stderr[-3000:]
     reply = json.loads(result.stdout.strip().splitlines()[-1])
-    np.testing.assert_array_equal(np.array(reply["mask"]), expected)
+    np.testing.assert_array_equal(np.array(reply["mask"]), keras_logits(light_model, images[:1])[0].argmax(-1))
     assert reply["names"] == [f"class_{i}" for i in range(5)]
     assert reply["signatures"] == ["predict_images", "serving_default"]
 
 
-def test_saved_model_cli_show_and_run(model_dir, tiny_model, tmp_path):
-    cli = Path(sys.executable).with_name("saved_model_cli")
-    export = str(model_dir / "2")
-    show = subprocess.run([str(cli), "show", "--dir", export, "--all"], capture_output=True, text=True,
-                          env=PYTHON_ENV, timeout=120)
+def test_saved_model_cli_show_and_run(processes, tiny_model):
+    results, work = processes
+    show, run = results["show"], results["run"]
     assert show.returncode == 0, show.stderr[-3000:]
     for fragment in ("signature_def['serving_default']", "signature_def['predict_images']", "image_bytes",
                      "dtype: DT_STRING", "dtype: DT_UINT8", "outputs['logits'] tensor_info:\n        dtype: DT_FLOAT"):
         assert fragment in show.stdout
-    np.save(tmp_path / "images.npy", np.full((1, 21, 30, 3), 200, np.uint8))
-    run = subprocess.run(
-        [str(cli), "run", "--dir", export, "--tag_set", "serve", "--signature_def", "predict_images",
-         "--inputs", f"images={tmp_path / 'images.npy'}", "--outdir", str(tmp_path)],
-        capture_output=True, text=True, env=PYTHON_ENV, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
-    logits = np.load(tmp_path / "logits.npy")
+    logits = np.load(work / "logits.npy")
     reference = keras_logits(tiny_model, [np.full((21, 30, 3), 200, np.uint8)])[0]
     np.testing.assert_allclose(logits[0], reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
-    np.testing.assert_array_equal(np.load(tmp_path / "mask.npy")[0], reference.argmax(-1))
+    np.testing.assert_array_equal(np.load(work / "mask.npy")[0], reference.argmax(-1))
 
 
 def test_mixed_precision_model_exports_float32(tmp_path, images):

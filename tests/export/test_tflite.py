@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from fcn_keras.export import export_tflite
 from fcn_keras.export.parity import tflite_parity
-from fcn_keras.export.tflite import TFLiteModel, check_builtin_ops, tflite_ops
+from fcn_keras.export.tflite import TFLiteModel, calibration_images, check_builtin_ops, tflite_ops
 from bench.bench_export import tiny_fcn
 from tests.export.conftest import synthetic_image
 
@@ -28,11 +28,13 @@ def test_float32_fcn_matches_keras_on_any_size(tmp_path, light_model, images):
     assert runner.input_size is None and runner.input_dtype == np.float32
 
 
-def test_float16_and_int8_parity(tmp_path, tiny_model, image_files, images):
+def test_float16_and_int8_parity(tmp_path, tiny_model, images):
     float16 = export_tflite(tiny_model, tmp_path / "f16.tflite", quantization="float16")
-    # int8 calibrates on a directory of real PNG files (any iterable of images works too).
-    int8 = export_tflite(tiny_model, tmp_path / "i8.tflite", quantization="int8",
-                         representative_data=image_files[0].parent)
+    # int8 calibrates on the data pipeline's (image, label) examples: a VOC-layout dataset.
+    from fcn_keras import data
+
+    voc = data.load_voc(data.write_synthetic_voc(tmp_path / "voc", num_images=4, seed=0), "train")
+    int8 = export_tflite(tiny_model, tmp_path / "i8.tflite", quantization="int8", representative_data=voc)
     report16 = tflite_parity(float16, tiny_model, images)
     assert report16.kind == "float16" and report16.pixel_agreement >= 0.99, str(report16)
     runner = TFLiteModel(int8)
@@ -43,6 +45,16 @@ def test_float16_and_int8_parity(tmp_path, tiny_model, image_files, images):
     assert report8.kind == "int8" and report8.pixel_agreement >= 0.9, str(report8)
     assert report8.mean_iu_export == 1.0 and report8.mean_iu_change == 1.0 - report8.mean_iu_keras
     assert "pixel agreement" in str(report8) and report8.as_dict()["kind"] == "int8"
+
+
+def test_calibration_images_from_a_directory_or_iterables(image_files, images):
+    from_dir = list(calibration_images(image_files[0].parent))
+    assert len(from_dir) == 3 and all(a.shape == (1, *b.shape) for a, b in zip(from_dir, images))
+    np.testing.assert_array_equal(from_dir[1][0], images[1])
+    pairs = [(np.stack(images[:1] * 2), None)]  # a batch of two, as (images, labels)
+    resized = list(calibration_images(pairs, input_size=(20, 24)))
+    assert [r.shape for r in resized] == [(1, 20, 24, 3)] * 2 and resized[0].dtype == np.float32
+    assert len(list(calibration_images(iter(images * 5), limit=4))) == 4
 
 
 def test_fixed_size_export(tmp_path, tiny_model):
@@ -65,7 +77,7 @@ def test_mixed_precision_model_converts_through_float32(tmp_path, images):
 
 
 def test_flex_ops_are_detected():
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
     def string_lengths(strings):
         return tf.strings.length(strings)
 
