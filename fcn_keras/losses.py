@@ -31,8 +31,9 @@ class SegmentationCrossEntropy(keras.losses.Loss):
         ignore_label: label value that contributes nothing (255 in VOC).
         class_weights: optional per-class weights (length = number of classes).
         check_labels: raise when a label is neither a class index nor
-            ``ignore_label`` (unchecked, such pixels are skipped). Works eagerly and in ``tf.function`` graphs on
-            TensorFlow and under ``jax.jit`` (via a host callback); inside an
+            ``ignore_label`` (unchecked, such pixels are skipped). Works
+            eagerly and in ``tf.function`` graphs on TensorFlow and under
+            ``jax.jit`` (via a host callback); inside an
             XLA-compiled TensorFlow step (``jit_compile=True``) TensorFlow drops
             assertions, so :func:`fcn_keras.training.train` also checks labels
             in the input pipeline.
