@@ -44,6 +44,9 @@ class ModelSection:
     backbone: str = "vgg16"
     num_classes: int = 21
     trainable_upsampling: bool = False
+    # > 0: overrides the BatchNorm momentum of a BN backbone (short runs from scratch; Keras' 0.99/0.999
+    # leave moving statistics unusable for hundreds of steps). 0 keeps the backbone's.
+    batchnorm_momentum: float = 0.0
 
 
 @dataclass(frozen=True)

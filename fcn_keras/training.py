@@ -40,7 +40,7 @@ from fcn_keras.losses import SegmentationCrossEntropy
 from fcn_keras.metrics import SegmentationMetrics
 from fcn_keras.models import build_fcn
 from fcn_keras.optimizers import CaffeSGD
-from fcn_keras.recipes import Recipe, load_recipe
+from fcn_keras.recipes import Recipe, load_recipe, recipe_to_dict
 
 MONITOR = "val_mean_iou"
 
@@ -76,6 +76,10 @@ def build_model(recipe: Recipe, init: str | os.PathLike | None = None) -> keras.
                       weights=weights, backbone=m.backbone)
     if source not in ("imagenet", "none"):
         init_from_model(model, source)
+    if m.batchnorm_momentum:
+        for layer in model._flatten_layers():  # noqa: SLF001 - nested backbones included
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = m.batchnorm_momentum
     return model
 
 
@@ -218,7 +222,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**31 - 1)
 
 
-def _train_dataset(recipe: Recipe, source, epochs: range, skip: int, input_context=None):
+def _train_dataset(recipe: Recipe, source, epochs: range, skip: int):
     """Epochs ``epochs`` of training batches, each epoch drawn from its own seed; the first ``skip`` dropped."""
     import tensorflow as tf
     from fcn_keras import data
@@ -228,7 +232,7 @@ def _train_dataset(recipe: Recipe, source, epochs: range, skip: int, input_conte
         data.make_pipeline(
             source, training=True, batch_size=d.batch_size, crop_size=tuple(d.crop_size) or None,
             preprocessing=_preprocessing(recipe), scale_range=tuple(d.scale_range) or None, flip=d.flip,
-            seed=_epoch_seed(t.seed, epoch), deterministic=True, input_context=input_context, repeat=True,
+            seed=_epoch_seed(t.seed, epoch), deterministic=True, repeat=True,
         ).take(t.steps_per_epoch)
         for epoch in epochs
     ]
@@ -239,21 +243,29 @@ def _train_dataset(recipe: Recipe, source, epochs: range, skip: int, input_conte
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _val_dataset(recipe: Recipe, source, input_context=None):
+def _val_dataset(recipe: Recipe, source, replicas: int):
     from fcn_keras import data
 
-    dataset = data.make_pipeline(source, training=False, batch_size=1, preprocessing=_preprocessing(recipe),
-                                 input_context=input_context)
+    # One image per replica, so that no replica gets an empty batch. Images of a batch are padded to the
+    # largest (labels with 255, never counted); fcn_keras.evaluation.evaluate gives exact batch-1 figures.
+    dataset = data.make_pipeline(source, training=False, batch_size=replicas, preprocessing=_preprocessing(recipe))
     if recipe.training.validation_steps:
         dataset = dataset.take(recipe.training.validation_steps)
     return label_checked(dataset, recipe.model.num_classes)
 
 
 def _distributed(strategy, make: Callable):
-    """``make(input_context)`` per worker under a multi-worker strategy (each worker reads its shard)."""
-    if strategy.extended._in_multi_worker_mode():  # noqa: SLF001 - the public test is not exposed
-        return strategy.distribute_datasets_from_function(make)
-    return make(None)
+    """``make()``; under a multi-worker strategy with DATA sharding: every worker builds the same
+    global-batch pipeline and keeps its share of each global batch (Keras' fit does not start on
+    ``distribute_datasets_from_function`` datasets in Keras 3.15)."""
+    dataset = make()
+    if strategy.extended._in_multi_worker_mode():  # noqa: SLF001 - no public test exists
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
+    return dataset
 
 
 # ---------------------------------------------------------------- callbacks
@@ -263,8 +275,8 @@ def _atomic_save_model(model: keras.Model, path: Path) -> None:
     """Saves the model without its compile state (loads without fcn_keras' training classes), atomically."""
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
     plain = keras.Model.from_config(model.get_config())
-    for target, source in zip(plain.variables, model.variables):  # weights and RNG states
-        target.assign(np.asarray(source.numpy()))
+    for target, source in zip(plain.weights, model.weights):
+        target.assign(_variable_numpy(source))
     plain.save(tmp)
     os.replace(tmp, path)
 
@@ -390,14 +402,14 @@ class ResumeState(keras.callbacks.Callback):
         if self.model.stop_training and self.step_in_epoch < self.steps_per_epoch:
             return
         self.epoch, self.step_in_epoch = epoch + 1, 0
-        if not (logs and not math.isfinite(float(logs.get("loss", 0.0)))):
-            self.save()
+        if logs and not math.isfinite(float(logs.get("loss", 0.0))):
+            return  # never publish a diverged state
+        self.save()
 
     def save(self) -> None:
         """Writes the state now (only the chief does under multi-worker training)."""
-        arrays = {f"{g}/{i}": np.asarray(keras.ops.convert_to_numpy(v.value if hasattr(v, "value") else v))
-                  for g, vs in self._groups().items() for i, v in enumerate(vs)}
-        if not _is_chief(self.model):
+        arrays = {f"{g}/{i}": _variable_numpy(v) for g, vs in self._groups().items() for i, v in enumerate(vs)}
+        if not _is_chief(self.model.distribute_strategy):
             return
         name = f"step-{self.global_step:09d}"
         target = self.directory / name
@@ -415,19 +427,29 @@ class ResumeState(keras.callbacks.Callback):
                 shutil.rmtree(old, ignore_errors=True)
 
 
+def _variable_numpy(variable) -> np.ndarray:
+    """A variable's value, also for tf.distribute variables (sync-on-read ones read as their replica sum)."""
+    value = getattr(variable, "_value", variable)  # the backend's variable inside a keras.Variable
+    if hasattr(value, "read_value"):
+        value = value.read_value()
+    return np.asarray(value)
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
 
 
-def _is_chief(model: keras.Model) -> bool:
-    strategy = model.distribute_strategy
+def _is_chief(strategy) -> bool:
+    """Whether this process writes shared files: always, except on non-chief multi-worker workers."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not strategy.extended._in_multi_worker_mode():  # noqa: SLF001
         return True
-    return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0
-                                                     and "chief" not in resolver.cluster_spec().as_dict())
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def _truncate_csv(path: Path, epochs_done: int) -> None:
@@ -446,6 +468,32 @@ def _truncate_csv(path: Path, epochs_done: int) -> None:
 
 
 # ---------------------------------------------------------------- train
+
+
+def _prepare_for_strategy(model: keras.Model, strategy) -> None:
+    """Adjusts Keras 3.15's fit() under a tf.distribute strategy, on this model only.
+
+    1. fit() first peeks at one batch of the training data to build the model (built already here).
+       That starts an extra iteration of the dataset, and make_pipeline's seeded shuffling and
+       augmentation draw new values on every iteration: the trained data would differ from a
+       single-device run. Under MultiWorkerMirroredStrategy the peek also all-reduces the
+       (images, labels) tuple across workers, which fails. The peek is skipped.
+    2. Multi-worker only: step logs are reduced with ``strategy.reduce("MEAN", v, axis=0)``, which
+       fails on scalars; the steps return them as 1-element vectors, which that reduction turns
+       back into the same scalars (every worker holds the same synchronised values).
+    """
+    import tensorflow as tf
+
+    model._maybe_symbolic_build = lambda *args, **kwargs: None
+    if not strategy.extended._in_multi_worker_mode():  # noqa: SLF001
+        return
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+
+        def vector_logs(data, step=step):
+            return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), step(data))
+
+        setattr(model, name, vector_logs)
 
 
 def resolve_strategy(strategy):
@@ -502,7 +550,7 @@ def train(
 
     Returns:
         ``{"history": {...}, "model": path, "best": path or None, "best_val_mean_iou": float,
-        "global_step": int, "resumed_from": int or None}``.
+        "global_step": int, "resumed_from": int or None, "model_object": the trained keras.Model}``.
 
     Raises:
         TrainingDiverged: the loss became NaN/inf (the message names the step).
@@ -523,12 +571,15 @@ def train(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(out / "recipe.json", json.dumps({"name": recipe.name, "source": recipe.source,
-                                                         "recipe": _recipe_dict(recipe)}, indent=1))
+                                                         "recipe": recipe_to_dict(recipe)}, indent=1))
     keras.utils.set_random_seed(t.seed)
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = resolve_strategy(strategy)
     train_source, val_source = data_sources(recipe, data_root, out)
+    # Non-chief workers of a multi-worker run keep their logs and models apart; all read the chief's resume state.
+    logs = out if _is_chief(strategy) else out / f"worker-{strategy.cluster_resolver.task_id}"
+    logs.mkdir(exist_ok=True)
 
     with _dtype_policy(t.mixed_precision), strategy.scope():
         model = build_model(recipe, init=init)
@@ -536,30 +587,31 @@ def train(
         # Optimizer and metric variables must exist before fit() to restore a resume state into them.
         model.optimizer.build(model.trainable_variables)
         model._symbolic_build(data_batch=(np.zeros((1, 64, 64, 3), "float32"), np.zeros((1, 64, 64), "int32")))
+    if strategy is not tf.distribute.get_strategy() or strategy.num_replicas_in_sync > 1:
+        _prepare_for_strategy(model, strategy)
 
-    best = BestCheckpoint(out / "best.keras")
+    best = BestCheckpoint(logs / "best.keras")
     state = ResumeState(out / "resume", t.steps_per_epoch, t.checkpoint_every, best)
     resumed = state.load()
     start_step = state.global_step if resumed else None
     if resumed:
         print(f"Resuming {recipe.name} from {out / 'resume'} at epoch {state.epoch + 1}, "
               f"step {state.step_in_epoch} of {t.steps_per_epoch} (global step {state.global_step})")
-        _truncate_csv(out / "train_log.csv", state.epoch)
+        _truncate_csv(logs / "train_log.csv", state.epoch)
     nan_stop = StopOnNaN(state)
     user = list(callbacks)
     for cb in user:
         if isinstance(cb, ResumeState):
             raise ValueError("train() adds its own ResumeState callback")
-    fit_callbacks = [nan_stop, *user, keras.callbacks.CSVLogger(str(out / "train_log.csv"), append=True),
-                     keras.callbacks.TensorBoard(str(out / "tensorboard")), best, state]
-    val = _distributed(strategy, lambda ctx: _val_dataset(recipe, val_source, ctx))
+    fit_callbacks = [nan_stop, *user, keras.callbacks.CSVLogger(str(logs / "train_log.csv"), append=True),
+                     keras.callbacks.TensorBoard(str(logs / "tensorboard")), best, state]
+    val = _distributed(strategy, lambda: _val_dataset(recipe, val_source, strategy.num_replicas_in_sync))
     history: dict = {}
 
     def run(first_epoch: int, last_epoch: int, steps_per_epoch: int, skip: int) -> None:
-        data = _distributed(strategy, lambda ctx: _train_dataset(
-            recipe, train_source, range(first_epoch, last_epoch), skip, ctx))
+        data = _distributed(strategy, lambda: _train_dataset(recipe, train_source, range(first_epoch, last_epoch), skip))
         fit = model.fit(data, epochs=last_epoch, initial_epoch=first_epoch, steps_per_epoch=steps_per_epoch,
-                        validation_data=val, callbacks=fit_callbacks, verbose=verbose)
+                        validation_data=val, callbacks=fit_callbacks, verbose=verbose, shuffle=False)
         for key, values in fit.history.items():
             history.setdefault(key, []).extend(values)
 
@@ -570,11 +622,10 @@ def train(
         run(state.epoch, recipe.epochs, t.steps_per_epoch, 0)
     if nan_stop.message:
         raise TrainingDiverged(nan_stop.message)
-    if _is_chief(model):
-        _atomic_save_model(model, out / "model.keras")
+    _atomic_save_model(model, logs / "model.keras")
     return {
         "history": history,
-        "model": str(out / "model.keras"),
+        "model": str(logs / "model.keras"),
         "best": str(best.path) if best.path.is_file() else None,
         "best_val_mean_iou": best.best,
         "global_step": state.global_step,
@@ -582,8 +633,3 @@ def train(
         "model_object": model,
     }
 
-
-def _recipe_dict(recipe: Recipe) -> dict:
-    from fcn_keras.recipes import recipe_to_dict
-
-    return recipe_to_dict(recipe)
