@@ -31,8 +31,9 @@ class SegmentationCrossEntropy(keras.losses.Loss):
         ignore_label: label value that contributes nothing (255 in VOC).
         class_weights: optional per-class weights (length = number of classes).
         check_labels: raise when a label is neither a class index nor
-            ``ignore_label``. Works eagerly and in ``tf.function`` graphs on
-            TensorFlow and under ``jax.jit`` (via a host callback); inside an
+            ``ignore_label`` (unchecked, such pixels are skipped). Works
+            eagerly and in ``tf.function`` graphs on TensorFlow and under
+            ``jax.jit`` (via a host callback); inside an
             XLA-compiled TensorFlow step (``jit_compile=True``) TensorFlow drops
             assertions, so :func:`fcn_keras.training.train` also checks labels
             in the input pipeline.
@@ -79,9 +80,11 @@ class SegmentationCrossEntropy(keras.losses.Loss):
                 f"SegmentationCrossEntropy: class_weights has {len(self.class_weights)} entries "
                 f"but the logits have {num_classes} classes"
             )
-        valid = ops.not_equal(labels, self.ignore_label)
         if self.check_labels:
             check_label_range(labels, num_classes, self.ignore_label)
+        # Out-of-range labels are masked too, so that no gather fails before the check reports them.
+        in_range = ops.logical_and(ops.greater_equal(labels, 0), ops.less(labels, num_classes))
+        valid = ops.logical_and(ops.not_equal(labels, self.ignore_label), in_range)
         safe = ops.where(valid, labels, 0)
         log_probs = ops.log_softmax(logits, axis=-1)
         picked = ops.take_along_axis(log_probs, ops.expand_dims(safe, -1), axis=-1)[..., 0]

@@ -1,4 +1,4 @@
-"""The shipped demo recipe end to end (slow: MobileNetV2's graph; run by `make test-slow`)."""
+"""The shipped demo recipe end to end (slow: MobileNetV2's graph; `make test` runs it, `make test-fast` skips it)."""
 
 from __future__ import annotations
 
