@@ -34,3 +34,19 @@ def fcn_keras_cmd(capsys):
         return status, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch, tmp_path):
+    """Every CLI test runs offline, wherever it runs: tests that name zoo models must not
+    start a 540 MB download on a machine that has a network. All proxies point at a
+    closed loopback port, urllib's cached opener is dropped so it reads them again,
+    and the zoo cache is a fresh directory."""
+    import urllib.request
+
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(urllib.request, "_opener", None)
+    monkeypatch.setenv("FCN_KERAS_HOME", str(tmp_path / "fcn_keras_home"))
