@@ -21,7 +21,8 @@ demo: $(STAMP)
 # The whole suite on TensorFlow, then the backend-agnostic model tests again on JAX.
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -m backend_agnostic $(PYTEST_ARGS)
+	# JAX compiles op by op on one thread: two workers (tests grouped by module) halve the wait.
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -m backend_agnostic -n 2 --dist loadscope $(PYTEST_ARGS)
 
 # Skips the end-to-end tests marked slow (make test runs them too).
 test-fast: $(STAMP)

@@ -76,7 +76,6 @@ def test_model_code_runs_with_tensorflow_unimportable():
         sys.modules["tensorflow"] = None  # any import of TensorFlow now fails
         import numpy as np, fcn_keras
         y = fcn_keras.fcn8s(num_classes=2, include_preprocessing=True)(np.zeros((1, 5, 6, 3), "float32"))
-        fcn_keras.fcn16s(num_classes=2, backbone="mobilenet_v2")
         print(tuple(y.shape))
         """
     )
