@@ -3,7 +3,7 @@
 ``vgg16`` is the reference trunk (conv1_1 ... fc7 with conv1_1's 100-pixel pad and
 ceil-mode pooling, net.py); ``mobilenet_v2`` and ``resnet50`` are
 keras.applications encoders for light or fast training, which have no reference
-to match. Also here: the Dense->Conv conversion of a classifier
+to match; ``tiny_vgg`` is a small from-scratch encoder for demos and tests. Also here: the Dense->Conv conversion of a classifier
 (:func:`convolutionalize`) and the ImageNet initialisation it enables.
 """
 
@@ -43,6 +43,30 @@ class Backbone:
     taps: tuple[str, str, str] = ()
 
 
+def tiny_vgg(include_top: bool = False, weights: str | None = None, input_shape: tuple = (None, None, 3),
+             widths: tuple[int, ...] = (16, 32, 64, 96, 128)) -> keras.Model:
+    """A narrow VGG-style encoder (two 3x3 convs + 2x2 pool per block, no batch norm), for quick demos.
+
+    It trains from scratch in a minute or two on a CPU (no batch-norm statistics
+    to settle, unlike MobileNetV2 from scratch); it has no pretrained weights.
+    ``include_top`` exists for keras.applications' signature and must be False.
+
+    Example:
+        >>> tiny_vgg().get_layer("block5_pool").output.shape
+        (None, None, None, 128)
+    """
+    if include_top or weights is not None:
+        raise ValueError("tiny_vgg has no classifier top and no pretrained weights: use include_top=False, weights=None")
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for block, width in enumerate(widths, start=1):
+        for i in (1, 2):
+            x = layers.Conv2D(width, 3, padding="same", activation="relu", kernel_initializer="he_normal",
+                              name=f"block{block}_conv{i}")(x)
+        x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    return keras.Model(inputs, x, name="tiny_vgg")
+
+
 BACKBONES: dict[str, Backbone] = {
     "vgg16": Backbone("vgg16", preprocessing="fcn", reference=True),
     "mobilenet_v2": Backbone(
@@ -56,6 +80,9 @@ BACKBONES: dict[str, Backbone] = {
         preprocessing="caffe",
         application=keras.applications.ResNet50,
         taps=("conv3_block4_out", "conv4_block6_out", "conv5_block3_out"),
+    ),
+    "tiny_vgg": Backbone(
+        "tiny_vgg", preprocessing="tf", application=tiny_vgg, taps=("block3_pool", "block4_pool", "block5_pool"),
     ),
 }
 
@@ -116,11 +143,13 @@ def convolutionalize(model: keras.Model) -> keras.Model:
         >>> fcn.get_layer("fc1").kernel.shape
         (7, 7, 512, 4096)
     """
-    inputs = keras.Input((None, None, model.input_shape[-1]), name=model.layers[0].name)
+    inputs = keras.Input((None, None, model.input_shape[-1]), name="image")
     x = inputs
     flattened_shape = None
     copies = []
-    for layer in model.layers[1:]:
+    for layer in model.layers:
+        if isinstance(layer, layers.InputLayer):  # functional models list it, Sequential ones do not
+            continue
         if isinstance(layer, layers.Flatten):
             flattened_shape = tuple(layer.input.shape[1:])
             continue
@@ -151,6 +180,8 @@ def convolutionalize(model: keras.Model) -> keras.Model:
     return result
 
 
+_VGG16_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+
 # keras.applications VGG16 layer -> reference layer.
 _VGG16_TO_REFERENCE = {
     **{f"block{b}_conv{i}": f"conv{b}_{i}" for b, (_, n) in enumerate(VGG16_BLOCKS, 1) for i in range(1, n + 1)},
@@ -169,7 +200,14 @@ def load_vgg16_weights(fcn: keras.Model, weights: str) -> None:
     naming the layer and both shapes.
     """
     if weights == "imagenet":
-        vgg = keras.applications.VGG16(include_top=True, weights="imagenet")
+        try:
+            vgg = keras.applications.VGG16(include_top=True, weights="imagenet")
+        except Exception as exc:  # get_file raises a bare Exception on network errors
+            raise RuntimeError(
+                "Could not download the ImageNet VGG16 weights with top "
+                f"({_VGG16_WEIGHTS_FILE}, fetched by keras.applications.VGG16): {exc}. "
+                "Offline, copy that file here from a machine with network access and pass weights=<its path>."
+            ) from exc
     else:
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"weights file {weights!r} does not exist")

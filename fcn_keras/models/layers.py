@@ -176,9 +176,15 @@ class PadToMultiple(keras.layers.Layer):
 
     def call(self, inputs):
         shape = ops.shape(inputs)
-        pad_h = (-shape[1]) % self.multiple
-        pad_w = (-shape[2]) % self.multiple
-        return ops.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        # (m - s % m) % m rather than (-s) % m: converters such as tf2onnx turn
+        # FloorMod into a truncating Mod, wrong for negative operands.
+        pad_h = (self.multiple - shape[1] % self.multiple) % self.multiple
+        pad_w = (self.multiple - shape[2] % self.multiple) % self.multiple
+        padded = ops.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        # Restate the static channel count: TFLite's converter loses it through a
+        # pad by runtime amounts and then cannot lower the next convolution.
+        channels = inputs.shape[-1] if inputs.shape[-1] is not None else shape[3]
+        return ops.reshape(padded, (-1, shape[1] + pad_h, shape[2] + pad_w, channels))
 
     def compute_output_shape(self, input_shape):
         def padded(size):

@@ -1,0 +1,157 @@
+"""Scanning a whole dataset and listing every problem with its file (``fcn-keras data check``).
+
+Unlike the loaders, which stop at the first bad file, :func:`check_dataset`
+reads everything and returns all problems: missing or empty split files,
+duplicate entries, missing files, undecodable or truncated images and labels,
+colour labels, label values out of range, image/label size mismatches, and for
+prepared datasets damaged shards or records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from fcn_keras.data.decode import DataError
+from fcn_keras.data.folder import folder_source
+from fcn_keras.data.prepared import MANIFEST, _parse, read_manifest
+from fcn_keras.data.sbd import sbd_source
+from fcn_keras.data.source import FileSource
+from fcn_keras.data.voc import voc_source
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One problem found by :func:`check_dataset`: the file and what is wrong with it."""
+
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+def _problem(error: DataError) -> Problem:
+    return Problem(error.path, error.problem)
+
+
+def check_source(source: FileSource, *, verbose: int = 0, indices: list[int] | None = None) -> list[Problem]:
+    """Reads every example of a source (or those at ``indices``); returns one :class:`Problem` per bad file.
+
+    Example:
+        >>> import tempfile, os
+        >>> from fcn_keras.data import voc_source, write_synthetic_voc
+        >>> root = write_synthetic_voc(tempfile.mkdtemp(), num_images=2)
+        >>> os.remove(root / "JPEGImages" / "synth_000000.jpg")
+        >>> [p.problem for p in check_source(voc_source(root, "trainval", check_files=False))]
+        ['image file is missing']
+    """
+    problems = [
+        Problem(source.name, f"id {example_id!r} is listed {count} times")
+        for example_id, count in Counter(source.ids).items() if count > 1
+    ]
+    indices = range(len(source)) if indices is None else indices
+    progress = keras.utils.Progbar(len(indices), unit_name="example") if verbose else None
+    for done, index in enumerate(indices, 1):
+        missing = [p for p in (source.images[index], source.labels[index]) if not os.path.isfile(p)]
+        if missing:
+            problems += [Problem(p, f"{'image' if p == source.images[index] else 'label'} file is missing")
+                         for p in missing]
+        else:
+            try:
+                source.read(index)
+            except DataError as error:
+                problems.append(_problem(error))
+        if progress is not None:
+            progress.update(done)
+    return problems
+
+
+def _check_prepared(out_dir: Path) -> list[Problem]:
+    try:
+        manifest = read_manifest(out_dir)
+    except DataError as error:
+        return [_problem(error)]
+    problems = []
+    for shard in manifest["shards"]:
+        path = out_dir / shard["file"]
+        count = 0
+        try:
+            for count, record in enumerate(tf.data.TFRecordDataset(str(path)), 1):
+                try:
+                    _parse(record)
+                except (tf.errors.OpError, ValueError) as exc:
+                    problems.append(Problem(str(path), f"record {count - 1} does not decode: {exc.message if hasattr(exc, 'message') else exc}"))
+        except tf.errors.OpError as exc:
+            problems.append(Problem(str(path), f"unreadable after record {count}: {exc.message}"))
+            continue
+        if count != shard["num_examples"]:
+            problems.append(Problem(str(path), f"holds {count} records, the manifest says {shard['num_examples']}"))
+    return problems
+
+
+def _sources(path: Path, split: str | None, num_classes: int | None, metadata):
+    """The sources a path denotes (VOC root: all splits unless one is named), plus split-level problems."""
+    options = {} if num_classes is None else {"num_classes": num_classes}
+    if path.is_file() or str(path).endswith(".txt"):
+        builders = [lambda: folder_source(path, metadata=metadata, check_files=False, **options)]
+    elif (path / "ImageSets" / "Segmentation").is_dir():
+        names = [split] if split else sorted(p.stem for p in (path / "ImageSets" / "Segmentation").glob("*.txt"))
+        builders = [lambda n=n: voc_source(path, n, check_files=False, **options) for n in names]
+    elif (path / "cls").is_dir() or (path / "dataset" / "cls").is_dir():
+        builders = [lambda n=n: sbd_source(path, n, check_files=False) for n in ([split] if split else ["train", "val"])]
+    else:
+        raise DataError(path, "is not a dataset: expected a VOC root, an SBD root, a prepared directory "
+                              "or an 'image label' split file")
+    sources, problems = [], []
+    for build in builders:
+        try:
+            sources.append(build())
+        except DataError as error:  # missing or empty split file, bad metadata
+            problems.append(_problem(error))
+    return sources, problems
+
+
+def check_dataset(
+    path: str | os.PathLike | FileSource,
+    split: str | None = None,
+    *,
+    num_classes: int | None = None,
+    metadata: str | os.PathLike | None = None,
+    verbose: int = 0,
+) -> list[Problem]:
+    """Scans a dataset and returns every problem found (an empty list when it is clean).
+
+    ``path`` is a :class:`FileSource`, a VOC root (every split under
+    ``ImageSets/Segmentation`` unless ``split`` names one), an SBD root, a
+    prepared directory (``manifest.json``), or a split file of ``image label``
+    pairs (with optional ``metadata`` TOML for ``num_classes``/``ignore_value``).
+    Each :class:`Problem` names its file; ``str(problem)`` is ``"<file>: <problem>"``.
+
+    Example:
+        >>> import tempfile
+        >>> from fcn_keras.data import write_synthetic_voc
+        >>> check_dataset(write_synthetic_voc(tempfile.mkdtemp(), num_images=2))
+        []
+    """
+    if isinstance(path, FileSource):
+        return check_source(path, verbose=verbose)
+    path = Path(path)
+    if (path / MANIFEST).exists() or (path.is_dir() and list(path.glob("shard-*.tfrecord"))):
+        return _check_prepared(path)
+    try:
+        sources, problems = _sources(path, split, num_classes, metadata)
+    except DataError as error:
+        return [_problem(error)]
+    checked: set[tuple[str, str]] = set()
+    for source in sources:
+        # VOC's trainval repeats train and val: read each image/label pair once.
+        fresh = [k for k, pair in enumerate(zip(source.images, source.labels)) if pair not in checked]
+        checked.update(zip(source.images, source.labels))
+        problems += [p for p in check_source(source, verbose=verbose, indices=fresh) if p not in problems]
+    return problems

@@ -1,0 +1,315 @@
+"""The prepared format: any source converted once into sharded TFRecord files.
+
+Training then streams a few large files instead of thousands of small ones, and
+decodes with TensorFlow's native ops (no Python in the loop). Layout::
+
+    out_dir/shard-00000-of-00004.tfrecord   ...
+    out_dir/manifest.json                    written last: its presence marks a complete dataset
+
+Each record holds ``image`` (the original JPEG bytes when the source file is an
+RGB JPEG, else a lossless PNG), ``label`` (an 8-bit greyscale PNG of the class
+indices: lossless, decoded exactly by ``tf.io.decode_png``), ``id``, ``height``
+and ``width``. Every record is decoded again and compared before its shard is
+committed. Shards are written under a temporary name and renamed when complete,
+so an interrupted run leaves nothing a reader would take for data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from fcn_keras.data.decode import DataError
+from fcn_keras.data.source import FileSource
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+_FEATURES = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "label": tf.io.FixedLenFeature([], tf.string),
+    "id": tf.io.FixedLenFeature([], tf.string),
+    "height": tf.io.FixedLenFeature([], tf.int64),
+    "width": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _encode_image(image: np.ndarray, image_path: str | None) -> bytes:
+    """The source JPEG's own bytes when it is an RGB JPEG (decoded identically), else a PNG."""
+    if image_path is not None and image_path.lower().endswith((".jpg", ".jpeg")):
+        with Image.open(image_path) as im:
+            if im.format == "JPEG" and im.mode == "RGB":
+                return Path(image_path).read_bytes()
+    return _png(image)
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int_feature(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+
+def _serialize(example_id: str, image_bytes: bytes, label_bytes: bytes, height: int, width: int) -> bytes:
+    features = {
+        "image": _bytes_feature(image_bytes),
+        "label": _bytes_feature(label_bytes),
+        "id": _bytes_feature(example_id.encode("utf-8")),
+        "height": _int_feature(height),
+        "width": _int_feature(width),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def _decode_image(data: tf.Tensor) -> tf.Tensor:
+    # INTEGER_ACCURATE is libjpeg's ISLOW IDCT, the one PIL uses: the same pixels as the raw reader.
+    return tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_png(data, channels=3),
+    )
+
+
+def _parse(record: tf.Tensor, with_ids: bool = False):
+    parsed = tf.io.parse_single_example(record, _FEATURES)
+    image = _decode_image(parsed["image"])
+    label = tf.io.decode_png(parsed["label"], channels=1)[..., 0]
+    shape = tf.stack([parsed["height"], parsed["width"]])
+    image = tf.ensure_shape(image, [None, None, 3])
+    label = tf.ensure_shape(label, [None, None])
+    # Sizes are stored, so a damaged record fails loudly instead of mis-pairing pixels.
+    tf.debugging.assert_equal(tf.shape(label, out_type=tf.int64), shape, message="prepared label size mismatch")
+    if with_ids:
+        return image, label, parsed["id"]
+    return image, label
+
+
+def _record(name: str, example_id: str, image: np.ndarray, label: np.ndarray, image_path: str | None) -> bytes:
+    """Serializes one example and checks that it decodes back to exactly these arrays."""
+    label_bytes = _png(label)
+    for image_bytes in (_encode_image(image, image_path), None):
+        # A JPEG whose TF decode differs from PIL's (another libjpeg build) is stored as PNG instead.
+        image_bytes = image_bytes or _png(image)
+        record = _serialize(example_id, image_bytes, label_bytes, *label.shape)
+        got_image, got_label = (t.numpy() for t in _parse(tf.constant(record)))
+        if not np.array_equal(got_label, label):
+            raise DataError(name, "prepared label does not decode back to the source label")
+        if np.array_equal(got_image, image):
+            return record
+    raise DataError(name, "prepared image does not decode back to the source image")
+
+
+def _examples(source):
+    """Yields ``(id, image, label, image_path)`` from a FileSource or a tf.data.Dataset."""
+    if isinstance(source, FileSource):
+        for index, example_id in enumerate(source.ids):
+            image, label = source.read(index)
+            yield example_id, image, label, source.images[index]
+        return
+    for n, element in enumerate(source.as_numpy_iterator()):
+        if isinstance(element, dict):
+            image, label, example_id = element["image"], element["label"], element.get("id", n)
+        else:
+            image, label = element[0], element[1]
+            example_id = element[2] if len(element) > 2 else n
+        if isinstance(example_id, bytes):
+            example_id = example_id.decode("utf-8")
+        label = np.asarray(label)
+        if label.ndim == 3 and label.shape[-1] == 1:
+            label = label[..., 0]
+        yield str(example_id), np.asarray(image, np.uint8), label.astype(np.uint8), None
+
+
+def _fingerprint(source) -> str:
+    """Identifies the input: file names, sizes and times for a FileSource, content for a Dataset."""
+    digest = hashlib.sha256()
+    if isinstance(source, FileSource):
+        for example_id, image, label in zip(source.ids, source.images, source.labels):
+            digest.update(f"{example_id}\0{image}\0{label}\0".encode())
+            for path in (image, label):
+                stat = os.stat(path)
+                digest.update(f"{stat.st_size}:{stat.st_mtime_ns}\0".encode())
+    else:
+        for example_id, image, label, _ in _examples(source):
+            digest.update(example_id.encode() + b"\0" + image.tobytes() + label.tobytes())
+            digest.update(np.asarray(image.shape + label.shape).tobytes())
+    return digest.hexdigest()
+
+
+def read_manifest(out_dir: str | os.PathLike) -> dict:
+    """The manifest of a prepared dataset; raises :class:`DataError` when it is absent or broken."""
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        raise DataError(path, "missing: not a prepared dataset, or its prepare() did not finish")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"invalid JSON: {exc}") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(path, f"format_version {manifest.get('format_version')} is not {FORMAT_VERSION}")
+    for shard in manifest["shards"]:
+        shard_path = Path(out_dir) / shard["file"]
+        if not shard_path.is_file() or shard_path.stat().st_size != shard["bytes"]:
+            raise DataError(shard_path, "shard listed in the manifest is missing or has the wrong size")
+    return manifest
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def prepare(
+    source: FileSource | tf.data.Dataset,
+    out_dir: str | os.PathLike,
+    num_shards: int | None = None,
+    *,
+    num_classes: int | None = None,
+    class_names: tuple[str, ...] | None = None,
+    overwrite: bool = False,
+    verbose: int = 1,
+) -> Path:
+    """Converts a source into sharded TFRecords in ``out_dir``; returns ``out_dir``.
+
+    ``source`` is a :class:`FileSource` (e.g. :func:`voc_source`) or a
+    ``tf.data.Dataset`` of ``(image, label[, id])``. ``num_shards`` defaults to
+    one per 256 examples. Re-running with the same input is a no-op (for a
+    Dataset the check re-reads it); a different input in a prepared ``out_dir``
+    raises unless ``overwrite=True``. Shows a Keras progress bar with ``verbose``.
+
+    Example:
+        >>> import tempfile
+        >>> from fcn_keras.data import voc_source, write_synthetic_voc
+        >>> root = write_synthetic_voc(tempfile.mkdtemp(), num_images=4)
+        >>> out = prepare(voc_source(root, "trainval"), tempfile.mkdtemp(), num_shards=2, verbose=0)
+        >>> read_manifest(out)["num_examples"]
+        4
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(source, FileSource):
+        num_classes = source.num_classes if num_classes is None else num_classes
+        class_names = source.class_names if class_names is None else class_names
+        total = len(source)
+    elif isinstance(source, tf.data.Dataset):
+        cardinality = int(source.cardinality())
+        total = cardinality if cardinality >= 0 else None
+    else:
+        raise TypeError(f"prepare: source must be a FileSource or a tf.data.Dataset, got {type(source)!r}")
+    fingerprint = _fingerprint(source)
+    manifest_path = out_dir / MANIFEST
+    if manifest_path.is_file():
+        try:
+            existing = read_manifest(out_dir)
+        except DataError:
+            existing = None
+        if existing and existing["fingerprint"] == fingerprint and (
+            num_shards is None or existing["num_shards"] == num_shards
+        ):
+            return out_dir
+        if existing and not overwrite:
+            raise DataError(out_dir, "holds a prepared dataset of a different input; pass overwrite=True to replace it")
+        manifest_path.unlink()  # from here on the directory is not a complete dataset
+    for stale in out_dir.glob(".shard-*.tmp-*"):
+        stale.unlink()
+
+    examples = _examples(source)
+    if total is None:  # an unknown-length Dataset: materialise ids first to plan the shards
+        examples = list(examples)
+        total = len(examples)
+    if total == 0:
+        raise DataError(getattr(source, "name", "dataset"), "the split is empty (no examples)")
+    num_shards = num_shards or max(1, math.ceil(total / 256))
+    num_shards = min(num_shards, total)
+    bounds = np.linspace(0, total, num_shards + 1).round().astype(int)
+    progress = keras.utils.Progbar(total, unit_name="example") if verbose else None
+    shards, done = [], 0
+    examples = iter(examples)
+    for k in range(num_shards):
+        name = f"shard-{k:05d}-of-{num_shards:05d}.tfrecord"
+        tmp = out_dir / f".{name}.tmp-{os.getpid()}"
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
+            for _ in range(bounds[k], bounds[k + 1]):
+                example_id, image, label, image_path = next(examples)
+                if image.shape[:2] != label.shape:
+                    raise DataError(example_id, f"image {image.shape[:2]} and label {label.shape} sizes differ")
+                writer.write(_record(image_path or example_id, example_id, image, label, image_path))
+                done += 1
+                if progress is not None:
+                    progress.update(done)
+        os.replace(tmp, out_dir / name)
+        shards.append({"file": name, "num_examples": int(bounds[k + 1] - bounds[k]),
+                       "bytes": (out_dir / name).stat().st_size})
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "num_examples": total,
+        "num_shards": num_shards,
+        "shards": shards,
+        "num_classes": num_classes,
+        "class_names": list(class_names) if class_names else None,
+        "source": getattr(source, "name", "tf.data.Dataset"),
+        "fingerprint": fingerprint,
+    }
+    _atomic_write(manifest_path, json.dumps(manifest, indent=1).encode())
+    return out_dir
+
+
+def load_prepared(
+    out_dir: str | os.PathLike,
+    *,
+    with_ids: bool = False,
+    input_context: tf.distribute.InputContext | None = None,
+    shuffle_files: bool = False,
+    shuffle_buffer: int | None = None,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """A prepared dataset as ``(image uint8 [H,W,3], label uint8 [H,W][, id])``.
+
+    In the original order by default. ``shuffle_files``/``shuffle_buffer`` shuffle
+    shard order and serialized records (cheap: before decoding);
+    ``input_context`` makes this worker read only its share of the shards.
+
+    Example:
+        >>> load_prepared("/nonexistent")
+        Traceback (most recent call last):
+        ...
+        fcn_keras.data.decode.DataError: /nonexistent/manifest.json: missing: not a prepared dataset, or its prepare() did not finish
+    """
+    manifest = read_manifest(out_dir)
+    files = [str(Path(out_dir) / s["file"]) for s in manifest["shards"]]
+    reshuffle = dict(seed=seed, reshuffle_each_iteration=True)
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    shard_records = False
+    if input_context is not None:
+        if len(files) >= input_context.num_input_pipelines:
+            dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        else:
+            shard_records = True
+    if shuffle_files:
+        dataset = dataset.shuffle(len(files), **reshuffle)
+        records = dataset.interleave(
+            tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    else:
+        records = dataset.flat_map(tf.data.TFRecordDataset)
+    if shard_records:
+        records = records.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if shuffle_buffer:
+        records = records.shuffle(shuffle_buffer, **reshuffle)
+    return records.map(lambda r: _parse(r, with_ids), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -1,0 +1,106 @@
+"""The work behind ``fcn-keras export``: a checkpoint or model to any export format, with a parity check."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import keras
+
+FORMATS = ("saved_model", "tflite", "onnx")
+
+
+def load_model(source: keras.Model | str | os.PathLike) -> keras.Model:
+    """``source`` itself if it is a model, else the ``.keras`` file it names (safe mode, no compile)."""
+    if isinstance(source, keras.Model):
+        return source
+    path = os.fspath(source)
+    if not path.endswith(".keras"):
+        raise ValueError(f"export source must be a keras.Model or a .keras checkpoint file, got {path!r}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    return keras.models.load_model(path, compile=False)
+
+
+def export_model(
+    source: keras.Model | str | os.PathLike,
+    output: str | os.PathLike,
+    format: str = "saved_model",
+    *,
+    version: int | None = None,
+    overwrite: bool = False,
+    quantization: str | None = None,
+    input_size: tuple[int, int] | None = None,
+    representative_data=None,
+    class_names: Sequence[str] | None = None,
+    preprocessing: str | None = None,
+    check_images: Sequence | None = None,
+    verbose: bool = True,
+) -> dict:
+    """Exports a model or ``.keras`` checkpoint; returns ``{"path": ..., "format": ..., "parity": ...}``.
+
+    ``format="saved_model"``: ``output`` is TF Serving's base directory and a new
+    version directory is written in it (see :func:`export_saved_model`).
+    ``"tflite"``: ``output`` is the ``.tflite`` file (``quantization``,
+    ``input_size``, ``representative_data`` as in :func:`export_tflite`).
+    ``"onnx"``: ``output`` is the ``.onnx`` file (needs the ``onnx`` extra).
+    With ``check_images`` (RGB arrays or image file paths), the written file is
+    run on them and compared with Keras; ``"parity"`` is then a
+    :class:`ParityReport` dict (else None).
+
+    Example:
+        >>> export_model("runs/fcn8s.keras", "models/fcn")["path"]  # doctest: +SKIP
+        'models/fcn/1'
+        >>> export_model("runs/fcn8s.keras", "fcn_int8.tflite", "tflite", quantization="int8",
+        ...              representative_data="data/images", check_images=["a.jpg"])["parity"]["passed"]  # doctest: +SKIP
+        True
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if format != "tflite" and (quantization is not None or input_size is not None or representative_data is not None):
+        raise ValueError("quantization, input_size and representative_data apply to format='tflite' only")
+    model = load_model(source)
+    images = None
+    if check_images is not None:
+        from fcn_keras.export.tflite import load_image
+
+        images = [load_image(i) if isinstance(i, (str, os.PathLike)) else i for i in check_images]
+
+    report = None
+    if format == "saved_model":
+        from fcn_keras.export.parity import parity
+        from fcn_keras.export.saved_model import export_saved_model
+
+        path = export_saved_model(model, output, version, overwrite=overwrite, class_names=class_names,
+                                  preprocessing=preprocessing, verbose=verbose)
+        if images is not None:
+            import numpy as np
+            import tensorflow as tf
+
+            fn = tf.saved_model.load(path).signatures["predict_images"]
+            report = parity("savedmodel", lambda image: fn(images=tf.constant(np.asarray(image, np.uint8)[None]))
+                            ["logits"].numpy()[0], model, images, preprocessing=preprocessing)
+    elif format == "tflite":
+        from fcn_keras.export.parity import tflite_parity
+        from fcn_keras.export.tflite import export_tflite
+
+        _refuse_existing(output, overwrite)
+        path = export_tflite(model, output, quantization, input_size, representative_data,
+                             preprocessing=preprocessing, verbose=verbose)
+        if images is not None:
+            report = tflite_parity(path, model, images, preprocessing=preprocessing)
+    else:
+        from fcn_keras.export.onnx import export_onnx, onnx_parity
+
+        _refuse_existing(output, overwrite)
+        path = export_onnx(model, output, preprocessing=preprocessing)
+        if images is not None:
+            report = onnx_parity(path, model, images, preprocessing=preprocessing)
+    if report is not None and verbose:
+        print(report)
+    return {"path": path, "format": format, "parity": None if report is None else report.as_dict()}
+
+
+def _refuse_existing(path, overwrite: bool) -> None:
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{os.fspath(path)!r} already exists; pass overwrite=True to replace it")

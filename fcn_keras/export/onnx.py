@@ -1,0 +1,66 @@
+"""ONNX export (optional extra: ``pip install fcn_keras[onnx]``) and an onnxruntime runner.
+
+The ONNX graph takes float32 RGB 0-255 images ``(N, H, W, 3)`` of any size and
+returns float32 logits, like the other formats; it is written by Keras 3's own
+``model.export(format="onnx")`` (tf2onnx on the TensorFlow backend) from a
+float32 wrapper that puts the preprocessing first.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+from fcn_keras.export.files import atomic_path
+from fcn_keras.export.graph import logits_function
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"ONNX export needs {module}: pip install 'fcn_keras[onnx]' (onnx, onnxruntime, tf2onnx)") from exc
+
+
+def export_onnx(model: keras.Model, path: str | os.PathLike, *, preprocessing: str | None = None,
+                opset: int | None = None) -> str:
+    """Writes ``model`` as an ONNX file at ``path`` (atomically); returns the path.
+
+    Example:
+        >>> export_onnx(fcn_keras.fcn8s(num_classes=5, backbone="mobilenet_v2"), "fcn.onnx")  # doctest: +SKIP
+        'fcn.onnx'
+    """
+    _require("tf2onnx")
+    _require("onnx")
+    logits_fn, _, _ = logits_function(model, preprocessing)
+    inputs = keras.Input((None, None, 3), name="image", dtype="float32")
+    wrapper = keras.Model(inputs, logits_fn(inputs), name=f"{model.name}_rgb")
+    with atomic_path(path) as tmp:
+        wrapper.export(str(tmp), format="onnx", opset_version=opset, verbose=False,
+                       input_signature=[keras.InputSpec(shape=(None, None, None, 3), dtype="float32", name="image")])
+    return str(path)
+
+
+class ONNXModel:
+    """Runs an exported ``.onnx`` FCN with onnxruntime (CPU), one image at a time."""
+
+    def __init__(self, path: str | os.PathLike):
+        ort = _require("onnxruntime")
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def logits(self, image) -> np.ndarray:
+        """Float32 logits ``(H, W, C)`` of one RGB 0-255 image ``(H, W, 3)``."""
+        x = np.asarray(image, np.float32)[None]
+        return self.session.run(None, {self.input_name: x})[0][0]
+
+
+def onnx_parity(path: str, model: keras.Model, images, labels=None, preprocessing: str | None = None):
+    """:func:`fcn_keras.export.parity.parity` of an ONNX file run with onnxruntime."""
+    from fcn_keras.export.parity import parity
+
+    return parity("onnx", ONNXModel(path).logits, model, images, labels, preprocessing)

@@ -1,0 +1,172 @@
+"""Parity of an exported model against Keras on given images: logits error, mask agreement, mean IU.
+
+The reference is the Keras model run on each image alone (float32, the same
+preprocessing the export puts in its graph). Figures:
+
+- ``max_relative_error``: ``max |candidate - keras| / max |keras|`` over each
+  image's logits, worst image (float32 exports: should be <= 1e-4);
+- ``pixel_agreement``: fraction of pixels whose arg-max class agrees;
+- ``mean_iu_vs_keras``: mean IU of the candidate's masks taking Keras' masks as truth;
+- with ``labels``: Keras' and the candidate's mean IU against them and the change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+
+from fcn_keras.export.graph import logits_function
+from fcn_keras.palette import IGNORE_LABEL
+
+FLOAT32_RELATIVE_TOLERANCE = 1e-4
+QUANTIZED_MIN_AGREEMENT = 0.98
+
+
+def confusion_matrix(truth: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(C, C)`` pixel counts, rows = truth; pixels labelled :data:`IGNORE_LABEL` (or out of range) are skipped."""
+    truth, prediction = np.asarray(truth).ravel(), np.asarray(prediction).ravel()
+    valid = (truth >= 0) & (truth < num_classes) & (truth != IGNORE_LABEL)
+    return np.bincount(num_classes * truth[valid].astype(np.int64) + prediction[valid], minlength=num_classes**2
+                       ).reshape(num_classes, num_classes)
+
+
+def mean_iu(confusion: np.ndarray) -> float:
+    """Mean intersection over union over the classes present in truth or prediction.
+
+    Example:
+        >>> mean_iu(np.array([[2, 0], [1, 1]]))
+        0.5833333333333333
+    """
+    intersection = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - intersection
+    present = union > 0
+    return float(np.mean(intersection[present] / union[present])) if present.any() else 1.0
+
+
+@dataclass
+class ParityReport:
+    """Agreement of an exported model with Keras; ``passed`` applies the targets of its ``kind``."""
+
+    kind: str
+    images: int
+    max_relative_error: float
+    pixel_agreement: float
+    mean_iu_vs_keras: float
+    mean_iu_keras: float | None = None
+    mean_iu_export: float | None = None
+    per_image_agreement: list[float] = field(default_factory=list)
+
+    @property
+    def mean_iu_change(self) -> float | None:
+        if self.mean_iu_keras is None:
+            return None
+        return self.mean_iu_export - self.mean_iu_keras
+
+    @property
+    def passed(self) -> bool:
+        if self.kind in ("float32", "savedmodel", "onnx"):
+            return self.max_relative_error <= FLOAT32_RELATIVE_TOLERANCE
+        return self.pixel_agreement >= QUANTIZED_MIN_AGREEMENT
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "mean_iu_change": self.mean_iu_change, "passed": self.passed}
+
+    def __str__(self) -> str:
+        text = (f"{self.kind}: {self.images} images, max relative logits error {self.max_relative_error:.2e}, "
+                f"pixel agreement {100 * self.pixel_agreement:.2f}%, mean IU vs Keras {self.mean_iu_vs_keras:.4f}")
+        if self.mean_iu_change is not None:
+            text += f", mean IU {self.mean_iu_keras:.4f} -> {self.mean_iu_export:.4f} ({self.mean_iu_change:+.4f})"
+        return text + (" [ok]" if self.passed else " [FAILED]")
+
+
+def compare(
+    kind: str,
+    reference_logits: Sequence[np.ndarray],
+    export_logits: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray] | None = None,
+) -> ParityReport:
+    """A :class:`ParityReport` from per-image logits ``(H, W, C)`` of Keras and of an export."""
+    if len(reference_logits) != len(export_logits) or not reference_logits:
+        raise ValueError(f"need the same non-zero number of reference and export logits, got "
+                         f"{len(reference_logits)} and {len(export_logits)}")
+    if labels is not None and len(labels) != len(reference_logits):
+        raise ValueError(f"labels has {len(labels)} entries for {len(reference_logits)} images")
+    c = reference_logits[0].shape[-1]
+    agreement = np.zeros((c, c), np.int64)
+    vs_labels = [np.zeros((c, c), np.int64), np.zeros((c, c), np.int64)]
+    errors, per_image = [], []
+    for i, (ref, out) in enumerate(zip(reference_logits, export_logits)):
+        if ref.shape != out.shape:
+            raise ValueError(f"image {i}: export logits have shape {out.shape}, Keras' {ref.shape}")
+        errors.append(float(np.max(np.abs(out - ref)) / max(float(np.max(np.abs(ref))), 1e-12)))
+        ref_mask, out_mask = ref.argmax(-1), out.argmax(-1)
+        per_image.append(float(np.mean(ref_mask == out_mask)))
+        agreement += confusion_matrix(ref_mask, out_mask, c)
+        if labels is not None:
+            vs_labels[0] += confusion_matrix(labels[i], ref_mask, c)
+            vs_labels[1] += confusion_matrix(labels[i], out_mask, c)
+    pixels = [r.shape[0] * r.shape[1] for r in reference_logits]
+    return ParityReport(
+        kind=kind,
+        images=len(reference_logits),
+        max_relative_error=max(errors),
+        pixel_agreement=float(np.average(per_image, weights=pixels)),
+        mean_iu_vs_keras=mean_iu(agreement),
+        mean_iu_keras=None if labels is None else mean_iu(vs_labels[0]),
+        mean_iu_export=None if labels is None else mean_iu(vs_labels[1]),
+        per_image_agreement=per_image,
+    )
+
+
+def keras_logits(model: keras.Model, images: Sequence[np.ndarray], preprocessing: str | None = None) -> list[np.ndarray]:
+    """The Keras reference: float32 logits ``(H, W, C)`` of each RGB 0-255 image run alone."""
+    logits_fn, _, _ = logits_function(model, preprocessing)
+    return [keras.ops.convert_to_numpy(logits_fn(np.asarray(image, np.float32)[None]))[0] for image in images]
+
+
+def parity(
+    kind: str,
+    run: Callable[[np.ndarray], np.ndarray],
+    model: keras.Model,
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray] | None = None,
+    preprocessing: str | None = None,
+) -> ParityReport:
+    """Compares ``run(image) -> logits (H, W, C)`` of an export with ``model`` on ``images``.
+
+    Example:
+        >>> from fcn_keras.export.tflite import TFLiteModel
+        >>> runner = TFLiteModel("/tmp/fcn8s_int8.tflite")  # doctest: +SKIP
+        >>> print(parity("int8", runner.logits, model, images))  # doctest: +SKIP
+        int8: 6 images, max relative logits error 3.1e-02, pixel agreement 98.90%, ... [ok]
+    """
+    images = [np.asarray(image) for image in images]
+    reference = keras_logits(model, images, preprocessing)
+    return compare(kind, reference, [np.asarray(run(image), np.float32) for image in images], labels)
+
+
+def tflite_parity(
+    path: str,
+    model: keras.Model,
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray] | None = None,
+    preprocessing: str | None = None,
+) -> ParityReport:
+    """:func:`parity` of a ``.tflite`` file run with LiteRT; the kind is read from its input type."""
+    from fcn_keras.export.tflite import TFLiteModel
+
+    runner = TFLiteModel(path)
+    kind = "int8" if np.issubdtype(runner.input_dtype, np.integer) else _float_kind(path)
+    return parity(kind, runner.logits, model, images, labels, preprocessing)
+
+
+def _float_kind(path: str) -> str:
+    from fcn_keras.export.tflite import tflite_ops
+
+    with open(path, "rb") as f:
+        ops = tflite_ops(f.read())
+    # float16 files keep float16 weights and DEQUANTIZE them to float32 at load time.
+    return "float16" if "DEQUANTIZE" in ops else "float32"

@@ -1,0 +1,296 @@
+"""SavedModel export for TF Serving: versioned, atomic, raw images in, masks out.
+
+Layout written by :func:`export_saved_model`::
+
+    base_dir/<version>/saved_model.pb, variables/, assets/{class_names.txt, palette.txt, export.json}
+
+Signatures (all float32 computation, preprocessing inside the graph):
+
+- ``serving_default``: ``image_bytes`` string ``[N]`` (JPEG or PNG, any sizes) ->
+  ``mask`` int32 ``[N, H_max, W_max]`` padded with :data:`MASK_PAD_VALUE`,
+  ``height``/``width`` int32 ``[N]`` (and ``scores`` float32 ``[N, H_max, W_max, C]``
+  softmax probabilities, padded with 0, when exported with ``scores=True``).
+  Images run through the network one at a time: zero-padding them into one
+  batch would change an FCN's output near the padding.
+- ``predict_images``: ``images`` uint8 ``[N, H, W, 3]`` -> ``logits`` float32
+  ``[N, H, W, C]`` and ``mask`` int32 ``[N, H, W]``.
+
+The SavedModel holds only TensorFlow functions and variables: it loads with
+``tf.saved_model.load`` where neither keras nor fcn_keras can be imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fcn_keras.export.graph import logits_function, num_classes as _num_classes
+from fcn_keras.palette import VOC_CLASSES, voc_palette
+
+MASK_PAD_VALUE = -1
+"""Value of ``mask`` outside an image's own height x width in ``serving_default`` (never a class)."""
+
+DEFAULT_MAX_IMAGE_SIZE = 2048
+"""Default largest height or width, in pixels, the signatures accept."""
+
+SIGNATURES = ("serving_default", "predict_images")
+ASSET_FILES = ("class_names.txt", "palette.txt", "export.json")
+_TMP_PREFIX = ".tmp-export-"  # not all digits: TF Serving ignores it while it is written
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def default_class_names(num_classes: int) -> list[str]:
+    """VOC's names for 21 classes, ``class_0 ... class_{C-1}`` otherwise."""
+    return list(VOC_CLASSES) if num_classes == len(VOC_CLASSES) else [f"class_{i}" for i in range(num_classes)]
+
+
+def _check_metadata(class_names, palette, n: int) -> tuple[list[str], np.ndarray]:
+    names = default_class_names(n) if class_names is None else [str(c) for c in class_names]
+    if len(names) != n:
+        raise ValueError(f"class_names has {len(names)} entries but the model has {n} classes")
+    if any(not c or "\n" in c for c in names):
+        raise ValueError(f"class_names must be non-empty single-line strings, got {names!r}")
+    colors = voc_palette(n) if palette is None else np.asarray(palette)
+    if colors.shape != (n, 3) or colors.min() < 0 or colors.max() > 255:
+        raise ValueError(f"palette must be {n} RGB triples with values 0-255, got shape {colors.shape}")
+    return names, colors.astype(np.uint8)
+
+
+def _check_version(version) -> int:
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+        raise ValueError(f"version must be a positive integer (TF Serving's version directories), got {version!r}")
+    return int(version)
+
+
+def existing_versions(base_dir: str | os.PathLike) -> list[int]:
+    """The version numbers under ``base_dir`` (all-digit directory names), sorted.
+
+    Example:
+        >>> existing_versions("/nonexistent")
+        []
+    """
+    if not os.path.isdir(base_dir):
+        return []
+    return sorted(int(n) for n in os.listdir(base_dir) if n.isdigit() and os.path.isdir(os.path.join(base_dir, n)))
+
+
+def _image_shape(data, index, max_image_size: int):
+    """(height, width) of one encoded image read from its header, with the checks serving needs."""
+    is_jpeg = tf.io.is_jpeg(data)
+    is_png = tf.logical_and(tf.strings.length(data) >= 24, tf.equal(tf.strings.substr(data, 0, 8), _PNG_MAGIC))
+    known = tf.debugging.Assert(
+        tf.logical_or(is_jpeg, is_png),
+        [tf.strings.format("image_bytes[{}] is not a JPEG or PNG image", index)],
+    )
+    with tf.control_dependencies([known]):
+        def png_shape():
+            # IHDR: width then height as big-endian uint32 at bytes 16..23.
+            b = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 16, 8), tf.uint8), tf.int64)
+            width = ((b[0] * 256 + b[1]) * 256 + b[2]) * 256 + b[3]
+            height = ((b[4] * 256 + b[5]) * 256 + b[6]) * 256 + b[7]
+            return tf.stack([height, width])
+
+        def jpeg_shape():
+            return tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)
+
+        shape = tf.cond(is_jpeg, jpeg_shape, png_shape)
+    fits = tf.debugging.Assert(
+        tf.reduce_all(shape <= max_image_size),
+        [tf.strings.format(
+            "image_bytes[{}] is {}x{} (height x width), larger than this model's limit of {} pixels per side",
+            (index, shape[0], shape[1], max_image_size))],
+    )
+    with tf.control_dependencies([fits]):
+        return tf.cast(tf.identity(shape), tf.int32)
+
+
+def _assert_batch(size, name: str):
+    return tf.debugging.Assert(size > 0, [tf.strings.format(f"{name}: empty batch; send at least one image", ())])
+
+
+def build_signatures(logits_fn, max_image_size: int = DEFAULT_MAX_IMAGE_SIZE, scores: bool = False) -> dict:
+    """The two serving ``tf.function``s around ``logits_fn`` (raw RGB -> float32 logits)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve(image_bytes):
+        count = tf.shape(image_bytes)[0]
+        with tf.control_dependencies([_assert_batch(count, "image_bytes")]):
+            indices = tf.range(count)
+        shapes = tf.map_fn(
+            lambda i: _image_shape(image_bytes[i], i, max_image_size), indices,
+            fn_output_signature=tf.TensorSpec([2], tf.int32),
+        )
+        max_h, max_w = tf.reduce_max(shapes[:, 0]), tf.reduce_max(shapes[:, 1])
+
+        def segment(i):
+            image = tf.io.decode_image(image_bytes[i], channels=3, dtype=tf.uint8, expand_animations=False)
+            image.set_shape([None, None, 3])
+            logits = logits_fn(image[tf.newaxis])[0]
+            h, w = tf.shape(image)[0], tf.shape(image)[1]
+            padding = [[0, max_h - h], [0, max_w - w]]
+            mask = tf.pad(tf.argmax(logits, axis=-1, output_type=tf.int32), padding, constant_values=MASK_PAD_VALUE)
+            out = {"mask": mask, "height": h, "width": w}
+            if scores:
+                out["scores"] = tf.pad(tf.nn.softmax(logits, axis=-1), padding + [[0, 0]])
+            return out
+
+        spec = {"mask": tf.TensorSpec([None, None], tf.int32), "height": tf.TensorSpec([], tf.int32),
+                "width": tf.TensorSpec([], tf.int32)}
+        if scores:
+            spec["scores"] = tf.TensorSpec([None, None, None], tf.float32)
+        # One image at a time (parallel_iterations=1): an FCN's activations on a
+        # large image take hundreds of MB, and padding images into a batch would
+        # change their masks.
+        return tf.map_fn(segment, indices, fn_output_signature=spec, parallel_iterations=1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def predict_images(images):
+        shape = tf.shape(images)
+        checks = [
+            _assert_batch(shape[0], "images"),
+            tf.debugging.Assert(
+                tf.logical_and(tf.reduce_all(shape[1:3] <= max_image_size), tf.reduce_all(shape[1:3] > 0)),
+                [tf.strings.format(
+                    "images are {}x{} (height x width); this model takes 1 to {} pixels per side",
+                    (shape[1], shape[2], max_image_size))],
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            logits = logits_fn(tf.identity(images))
+        return {"logits": logits, "mask": tf.argmax(logits, axis=-1, output_type=tf.int32)}
+
+    return {"serving_default": serve, "predict_images": predict_images}
+
+
+def _write_assets(directory: Path, names: list[str], colors: np.ndarray, info: dict) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "class_names.txt").write_text("".join(f"{c}\n" for c in names), encoding="utf-8")
+    (directory / "palette.txt").write_text("".join(f"{r} {g} {b}\n" for r, g, b in colors.tolist()), encoding="utf-8")
+    (directory / "export.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return [directory / f for f in ASSET_FILES]
+
+
+def export_saved_model(
+    model: keras.Model,
+    base_dir: str | os.PathLike,
+    version: int | None = None,
+    *,
+    overwrite: bool = False,
+    class_names: Sequence[str] | None = None,
+    palette=None,
+    max_image_size: int = DEFAULT_MAX_IMAGE_SIZE,
+    preprocessing: str | None = None,
+    scores: bool = False,
+    verbose: bool = True,
+) -> str:
+    """Exports ``model`` as ``base_dir/<version>/``, a SavedModel for TF Serving; returns that path.
+
+    Args:
+        model: a Keras model mapping ``(N, H, W, 3)`` images to ``(N, H, W, C)``
+            logits (every fcn_keras model). Mixed-precision models export float32.
+        base_dir: the model's base path as TF Serving sees it (created if needed).
+        version: the version number; ``None`` takes the next after the highest present.
+        overwrite: replace an existing ``version`` (refused otherwise).
+        class_names, palette: ``C`` names and ``(C, 3)`` RGB colours written to the
+            assets (default: VOC's for 21 classes, ``class_i`` names otherwise, VOC palette).
+        max_image_size: largest height or width accepted; larger images are
+            refused by the signatures with an InvalidArgument error saying so.
+        preprocessing: for models without a ``preprocessing`` layer and with an
+            unknown backbone, the mode (``"fcn"``, ``"caffe"``, ``"tf"``, ``"torch"``).
+        scores: also return per-class softmax ``scores`` from ``serving_default``.
+        verbose: show a progress bar.
+
+    The version appears atomically: everything is written to a hidden
+    ``.tmp-export-*`` directory in ``base_dir`` (not a number, so TF Serving
+    ignores it) and renamed to ``<version>`` when complete.
+
+    Example:
+        >>> import fcn_keras
+        >>> model = fcn_keras.fcn8s(num_classes=5, backbone="mobilenet_v2")
+        >>> export_saved_model(model, "/tmp/models/segmenter", verbose=False)  # doctest: +SKIP
+        '/tmp/models/segmenter/1'
+    """
+    if isinstance(max_image_size, bool) or not isinstance(max_image_size, int) or max_image_size < 1:
+        raise ValueError(f"max_image_size must be a positive integer, got {max_image_size!r}")
+    base = Path(base_dir)
+    if base.exists() and not base.is_dir():
+        raise ValueError(f"base_dir {str(base)!r} exists and is not a directory")
+    if version is None:
+        version = (existing_versions(base) or [0])[-1] + 1
+    version = _check_version(version)
+    target = base / str(version)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"version {version} already exists at {str(target)!r}; pass overwrite=True to replace it")
+
+    progress = keras.utils.Progbar(3, verbose=1 if verbose else 0, unit_name="step")
+    logits_fn, float_model, mode = logits_function(model, preprocessing)
+    n = _num_classes(float_model)
+    names, colors = _check_metadata(class_names, palette, n)
+    functions = build_signatures(logits_fn, max_image_size, scores)
+    concrete = {name: fn.get_concrete_function() for name, fn in functions.items()}
+    progress.update(1)
+
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=base))
+    try:
+        info = {
+            "format": "fcn_keras SavedModel", "model_name": model.name, "num_classes": n,
+            "class_names": names, "palette": colors.tolist(), "preprocessing_added": mode,
+            "input": "RGB, 0-255", "mask_pad_value": MASK_PAD_VALUE, "max_image_size": max_image_size,
+            "scores": scores, "signatures": list(SIGNATURES), "tensorflow_version": tf.__version__,
+            "keras_version": keras.__version__,
+        }
+        asset_dir = Path(tempfile.mkdtemp(prefix="fcn-keras-assets-"))  # copied into the SavedModel
+        try:
+            root = tf.Module()
+            for name, fn in functions.items():
+                setattr(root, name, fn)
+            # Only the variables the functions read are saved: the SavedModel
+            # holds no Keras objects, so it loads without keras.
+            variables = {id(v): v for cf in concrete.values() for v in cf.variables}
+            root.model_variables = list(variables.values())
+            root.assets = [tf.saved_model.Asset(str(p)) for p in _write_assets(asset_dir, names, colors, info)]
+            tf.saved_model.save(root, str(tmp), signatures=concrete)
+        finally:
+            shutil.rmtree(asset_dir, ignore_errors=True)
+        progress.update(2)
+        _publish(tmp, target, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    progress.update(3)
+    return str(target)
+
+
+def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
+    """Renames the finished ``tmp`` to ``target``; an old version is moved aside first."""
+    old = None
+    if target.exists():
+        if not overwrite:
+            raise FileExistsError(f"version directory {str(target)!r} appeared during the export; not replacing it")
+        old = target.with_name(f"{_TMP_PREFIX}old-{target.name}-{os.getpid()}")
+        os.rename(target, old)
+    os.rename(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_export_info(export_dir: str | os.PathLike) -> dict:
+    """The metadata of an exported version (class names, palette, limits), without TensorFlow.
+
+    Example:
+        >>> read_export_info("/tmp/models/segmenter/1")["class_names"]  # doctest: +SKIP
+        ['background', ...]
+    """
+    path = Path(export_dir) / "assets" / "export.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(export_dir)!r} is not an fcn_keras SavedModel export (no {path})")
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,290 @@
+"""TFLite export (float32, float16, int8) with builtin ops only, and a LiteRT runner.
+
+The file takes one RGB image with values 0-255 — float32, or uint8 for
+``quantization="int8"`` — of any size (``input_size=None``) or of a fixed size
+(mobile GPU delegates need static shapes), and returns float32 logits
+``(1, H, W, C)``. Preprocessing is inside; the computation is converted from a
+float32 copy of the model. Files are run with the LiteRT interpreter
+(``ai-edge-litert``), not the deprecated ``tf.lite.Interpreter``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fcn_keras.export.files import atomic_path
+from fcn_keras.export.graph import logits_function
+
+QUANTIZATIONS = (None, "float16", "int8")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # the converter ships the same flatbuffer schema
+        from tensorflow.lite.python import schema_py_generated as schema
+    return schema
+
+
+def tflite_ops(model_content: bytes) -> list[str]:
+    """The operator names a TFLite flatbuffer uses (builtin names, or custom codes such as ``FlexConv2D``).
+
+    Example:
+        >>> tflite_ops(Path("model.tflite").read_bytes())  # doctest: +SKIP
+        ['ADD', 'CONV_2D', 'DEPTHWISE_CONV_2D', ...]
+    """
+    schema = _schema()
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAs(model_content, 0)
+    ops = set()
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            ops.add(code.CustomCode().decode())
+        else:
+            ops.add(names.get(builtin, f"BUILTIN_{builtin}"))
+    return sorted(ops)
+
+
+def check_builtin_ops(model_content: bytes, name: str = "model") -> list[str]:
+    """Returns the op list; raises if any op is a Flex (SELECT_TF) or other custom op."""
+    ops = tflite_ops(model_content)
+    custom = [op for op in ops if op.startswith("Flex") or op not in vars(_schema().BuiltinOperator)]
+    if custom:
+        raise ValueError(
+            f"TFLite {name} needs non-builtin ops {custom} (Flex/SELECT_TF_OPS ops need the TensorFlow "
+            f"runtime on the device); fcn_keras exports builtin ops only"
+        )
+    return ops
+
+
+def _image_array(item) -> np.ndarray:
+    if isinstance(item, (tuple, list)) and item and not np.isscalar(item[0]):
+        item = item[0]  # (image, label) pairs from a segmentation dataset
+    if isinstance(item, dict):
+        if "image" not in item:
+            raise ValueError(f"representative_data dict items need an 'image' key, got keys {sorted(item)}")
+        item = item["image"]
+    return np.asarray(item, dtype=np.float32)
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as a uint8 RGB array ``(H, W, 3)``."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except OSError as exc:
+        raise ValueError(f"cannot read image file {str(path)!r}: {exc}") from exc
+
+
+def image_files(directory: str | os.PathLike) -> list[Path]:
+    """The JPEG/PNG files of ``directory``, sorted; an error when there are none."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"{str(directory)!r} is not a directory of images")
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"directory {str(directory)!r} has no {'/'.join(IMAGE_SUFFIXES)} images")
+    return files
+
+
+def calibration_images(representative_data, input_size=None, limit: int = 100) -> Iterator[np.ndarray]:
+    """Float32 RGB 0-255 images ``(1, H, W, 3)`` from ``representative_data``, at most ``limit``.
+
+    ``representative_data`` is a directory of JPEG/PNG files, or an iterable
+    (a list, a generator, a ``tf.data.Dataset`` from ``fcn_keras.data``) of
+    images ``(H, W, 3)`` or batches ``(N, H, W, 3)``, bare or as ``(image, label)``
+    pairs or ``{"image": ...}`` dicts. Images are resized to ``input_size`` when given.
+    """
+    if isinstance(representative_data, (str, os.PathLike)):
+        source = (load_image(p) for p in image_files(representative_data))
+    else:
+        source = iter(representative_data)
+    count = 0
+    for item in source:
+        array = _image_array(item)
+        batch = array[None] if array.ndim == 3 else array
+        if batch.ndim != 4 or batch.shape[-1] != 3:
+            raise ValueError(f"representative_data items must be RGB images (H, W, 3) or (N, H, W, 3), got {array.shape}")
+        for image in batch:
+            if input_size is not None and image.shape[:2] != tuple(input_size):
+                image = tf.image.resize(image, input_size).numpy()
+            yield image[None].astype(np.float32)
+            count += 1
+            if count >= limit:
+                return
+    if count == 0:
+        raise ValueError("representative_data yielded no images")
+
+
+def _full_range(images: Iterator[np.ndarray]):
+    # One black and one white pixel in the first image make the calibrated input
+    # range exactly 0-255, so the uint8 input quantization is the identity
+    # (scale 1, zero point 0): apps feed raw pixels.
+    for i, image in enumerate(images):
+        if i == 0:
+            image = image.copy()
+            image[0, 0, 0], image[0, -1, -1] = 0.0, 255.0
+        yield [image]
+
+
+def _check_input_size(input_size):
+    if input_size is None:
+        return None
+    if (not isinstance(input_size, (tuple, list)) or len(input_size) != 2
+            or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in input_size)):
+        raise ValueError(f"input_size must be None or (height, width) positive integers, got {input_size!r}")
+    return (int(input_size[0]), int(input_size[1]))
+
+
+def convert_tflite(
+    model: keras.Model,
+    quantization: str | None = None,
+    input_size: tuple[int, int] | None = None,
+    representative_data=None,
+    *,
+    preprocessing: str | None = None,
+    calibration_limit: int = 100,
+    verbose: bool = False,
+) -> bytes:
+    """The TFLite flatbuffer of ``model`` (see :func:`export_tflite`), checked for builtin ops only."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    if quantization == "int8" and representative_data is None:
+        raise ValueError("quantization='int8' needs representative_data (images to calibrate activation ranges)")
+    input_size = _check_input_size(input_size)
+    progress = keras.utils.Progbar(3, verbose=1 if verbose else 0, unit_name="step")
+    logits_fn, _, _ = logits_function(model, preprocessing)
+    shape = [1, *(input_size or (None, None)), 3]
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name="image")])
+    def segment(image):
+        return {"logits": logits_fn(image)}
+
+    concrete = segment.get_concrete_function()
+    progress.update(1)
+    holder = tf.Module()
+    holder.variables_used = list(concrete.variables)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.representative_dataset = lambda: _full_range(
+            calibration_images(representative_data, input_size, calibration_limit))
+    content = converter.convert()
+    progress.update(2)
+    check_builtin_ops(content, f"{model.name} ({quantization or 'float32'})")
+    progress.update(3)
+    return content
+
+
+def export_tflite(
+    model: keras.Model,
+    path: str | os.PathLike,
+    quantization: str | None = None,
+    input_size: tuple[int, int] | None = None,
+    representative_data=None,
+    *,
+    preprocessing: str | None = None,
+    calibration_limit: int = 100,
+    verbose: bool = True,
+) -> str:
+    """Writes ``model`` as a TFLite file at ``path`` (atomically) and returns the path.
+
+    Args:
+        model: an fcn_keras model (any model mapping images to same-size logits).
+        path: the ``.tflite`` file to write.
+        quantization: ``None`` (float32), ``"float16"`` (float16 weights) or
+            ``"int8"`` (full integer, uint8 input; needs ``representative_data``).
+        input_size: ``(height, width)`` for a fixed-size model (mobile GPU
+            delegates); ``None`` accepts any size (resize the interpreter input).
+        representative_data: calibration images for int8 — see :func:`calibration_images`.
+        preprocessing: mode for models whose preprocessing cannot be inferred.
+        calibration_limit: at most this many calibration images are used.
+        verbose: show a progress bar.
+
+    The file uses builtin ops only (checked; a Flex op raises ``ValueError``).
+
+    Example:
+        >>> import fcn_keras
+        >>> model = fcn_keras.fcn8s(num_classes=5, backbone="mobilenet_v2")
+        >>> export_tflite(model, "/tmp/fcn8s.tflite")  # doctest: +SKIP
+        '/tmp/fcn8s.tflite'
+    """
+    content = convert_tflite(model, quantization, input_size, representative_data,
+                             preprocessing=preprocessing, calibration_limit=calibration_limit, verbose=verbose)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(content)
+    return str(path)
+
+
+class TFLiteModel:
+    """Runs an exported FCN ``.tflite`` file with the LiteRT interpreter, one image at a time.
+
+    Example:
+        >>> runner = TFLiteModel("/tmp/fcn8s.tflite")  # doctest: +SKIP
+        >>> runner.logits(image).shape  # doctest: +SKIP
+        (375, 500, 5)
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise ImportError("running TFLite files needs the LiteRT interpreter: pip install ai-edge-litert") from exc
+        self.path = str(path)
+        self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        signature = self._input.get("shape_signature", self._input["shape"])
+        self.input_size = None if min(signature[1:3]) < 0 else tuple(int(s) for s in signature[1:3])
+        self.input_dtype = self._input["dtype"]
+        self._shape = tuple(self._input["shape"])
+
+    def logits(self, image) -> np.ndarray:
+        """Float32 logits ``(H, W, C)`` of one RGB 0-255 image ``(H, W, 3)``."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"TFLiteModel.logits takes one RGB image (H, W, 3), got shape {image.shape}")
+        if self.input_size is not None and image.shape[:2] != self.input_size:
+            raise ValueError(f"{self.path} takes {self.input_size[0]}x{self.input_size[1]} images, got {image.shape[:2]}")
+        shape = (1, *image.shape)
+        if shape != self._shape:
+            self.interpreter.resize_tensor_input(self._input["index"], shape)
+            self.interpreter.allocate_tensors()
+            self._input = self.interpreter.get_input_details()[0]
+            self._output = self.interpreter.get_output_details()[0]
+            self._shape = shape
+        x = image[None].astype(np.float32)
+        if np.issubdtype(self.input_dtype, np.integer):
+            scale, zero_point = self._input["quantization"]
+            info = np.iinfo(self.input_dtype)
+            x = np.clip(np.round(x / scale + zero_point), info.min, info.max)
+        self.interpreter.set_tensor(self._input["index"], x.astype(self.input_dtype))
+        self.interpreter.invoke()
+        out = self.interpreter.get_tensor(self._output["index"])[0]
+        if np.issubdtype(out.dtype, np.integer):
+            scale, zero_point = self._output["quantization"]
+            out = (out.astype(np.float32) - zero_point) * scale
+        return out.astype(np.float32)
+
+    def mask(self, image) -> np.ndarray:
+        """The class index per pixel ``(H, W)`` of one image."""
+        return np.argmax(self.logits(image), axis=-1).astype(np.int32)
+

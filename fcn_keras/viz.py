@@ -1,0 +1,431 @@
+"""Pictures of segmentations: coloured masks, overlays with a legend, comparisons and charts.
+
+Every function returns an RGB ``uint8`` array of shape ``(height, width, 3)``;
+:func:`save_image` writes one as a PNG. Masks, overlays and side-by-side
+comparisons need only Pillow. The charts — confusion matrix, per-class IoU bars
+and training curves — need matplotlib, the ``viz`` extra
+(``pip install "fcn_keras[viz]"``); without it they raise an ``ImportError``
+that says so.
+
+Example:
+    >>> import numpy as np
+    >>> mask = np.array([[0, 15], [255, 15]], dtype=np.uint8)
+    >>> colorize(mask)[0, 1].tolist()  # class 15 ("person") in the VOC palette
+    [192, 128, 128]
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from fcn_keras.palette import IGNORE_LABEL, VOC_CLASSES, VOID_COLOR, voc_palette
+
+_WHITE = (255, 255, 255)
+_TEXT = (0, 0, 0)
+_FONT_SIZE = 12
+_ROW = 18  # legend row height in pixels
+_SWATCH = 12
+_PAD = 6
+
+
+def _font() -> ImageFont.ImageFont:
+    return ImageFont.load_default(_FONT_SIZE)
+
+
+def _as_mask(mask) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise ValueError(f"a mask must have shape (height, width), got {mask.shape}")
+    if not np.issubdtype(mask.dtype, np.integer):
+        raise ValueError(f"a mask must hold integer class indices, got dtype {mask.dtype}")
+    if mask.size and mask.min() < 0:
+        raise ValueError(f"a mask must hold class indices >= 0, found {int(mask.min())}")
+    return mask
+
+
+def _as_image(image) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"an image must have shape (height, width, 3), got {image.shape}")
+    if image.dtype != np.uint8:
+        image = np.clip(np.round(image), 0, 255).astype(np.uint8)
+    return image
+
+
+def _palette_for(mask: np.ndarray, palette) -> np.ndarray:
+    if palette is None:
+        # The VOC map covers any class count; entry 255 is VOC's void colour.
+        return voc_palette(max(256, int(mask.max(initial=0)) + 1))
+    palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    labels = np.unique(mask)
+    missing = labels[(labels >= len(palette)) & (labels != IGNORE_LABEL)]
+    if missing.size:
+        raise ValueError(f"the mask holds class {int(missing[0])} but the palette has only {len(palette)} colours")
+    if len(palette) <= IGNORE_LABEL:
+        palette = np.concatenate([palette, np.zeros((IGNORE_LABEL + 1 - len(palette), 3), np.uint8)])
+        palette[IGNORE_LABEL] = VOID_COLOR
+    return palette
+
+
+def colorize(mask, palette=None) -> np.ndarray:
+    """Colours a mask of class indices: an ``(H, W)`` integer array to ``(H, W, 3)`` RGB.
+
+    Args:
+        mask: class index per pixel; 255 is void.
+        palette: ``(num_colors, 3)`` RGB colours, one per class; defaults to the
+            PASCAL VOC palette (any class count). Void gets VOC's void colour
+            unless the palette has an entry 255 of its own.
+
+    Example:
+        >>> colorize(np.array([[1, 255]]), palette=[[0, 0, 0], [10, 200, 30]]).tolist()
+        [[[10, 200, 30], [224, 224, 192]]]
+    """
+    mask = _as_mask(mask)
+    return _palette_for(mask, palette)[mask]
+
+
+def class_name(index: int, class_names: Sequence[str] | None = None) -> str:
+    """The display name of a class index: from ``class_names`` (VOC's by default), ``"void"`` for 255.
+
+    Example:
+        >>> class_name(15), class_name(255), class_name(30)
+        ('person', 'void', 'class 30')
+    """
+    names = VOC_CLASSES if class_names is None else class_names
+    if index == IGNORE_LABEL and index >= len(names):
+        return "void"
+    return names[index] if index < len(names) else f"class {index}"
+
+
+def legend(classes: Sequence[int], class_names: Sequence[str] | None = None, palette=None) -> np.ndarray:
+    """A white panel listing each class of ``classes`` as a colour swatch and its name.
+
+    Example:
+        >>> legend([0, 15]).shape[0]  # one row per class plus padding
+        48
+    """
+    classes = [int(c) for c in classes]
+    colours = _palette_for(np.array(classes or [0]), palette)
+    names = [class_name(c, class_names) for c in classes]
+    font = _font()
+    text_width = max((int(font.getlength(n)) for n in names), default=0)
+    width = _PAD + _SWATCH + _PAD + text_width + _PAD
+    height = 2 * _PAD + _ROW * len(classes)
+    panel = Image.new("RGB", (width, height), _WHITE)
+    draw = ImageDraw.Draw(panel)
+    for row, (index, name) in enumerate(zip(classes, names)):
+        top = _PAD + row * _ROW + (_ROW - _SWATCH) // 2
+        draw.rectangle([_PAD, top, _PAD + _SWATCH - 1, top + _SWATCH - 1],
+                       fill=tuple(int(v) for v in colours[index]), outline=_TEXT)
+        draw.text((2 * _PAD + _SWATCH, _PAD + row * _ROW + _ROW // 2), name, fill=_TEXT, font=font, anchor="lm")
+    return np.asarray(panel)
+
+
+def _hstack(panels: Sequence[np.ndarray], gap: int = 0) -> np.ndarray:
+    """Places panels left to right on white, top-aligned, ``gap`` pixels apart."""
+    height = max(p.shape[0] for p in panels)
+    width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
+    out = np.full((height, width, 3), 255, np.uint8)
+    x = 0
+    for p in panels:
+        out[: p.shape[0], x : x + p.shape[1]] = p
+        x += p.shape[1] + gap
+    return out
+
+
+def _present(*masks: np.ndarray) -> list[int]:
+    return sorted(set().union(*(np.unique(m).tolist() for m in masks)))
+
+
+def overlay(image, mask, alpha: float = 0.5, palette=None, class_names: Sequence[str] | None = None,
+            show_legend: bool = True) -> np.ndarray:
+    """Blends the coloured mask over the image, with a legend of the classes present on the right.
+
+    Each pixel is ``(1 - alpha) * image + alpha * colour``. The image occupies
+    the top-left ``(H, W)`` corner of the result; the legend, when shown, lies to
+    its right (the result grows taller only if the legend needs it).
+
+    Example:
+        >>> image = np.full((4, 4, 3), 200, np.uint8)
+        >>> mask = np.zeros((4, 4), np.uint8); mask[:2] = 15
+        >>> out = overlay(image, mask, alpha=0.5, show_legend=False)
+        >>> out[0, 0].tolist(), out[3, 3].tolist()  # person over grey, background over grey
+        ([196, 164, 164], [100, 100, 100])
+    """
+    image, mask = _as_image(image), _as_mask(mask)
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} sizes differ")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    blended = (1.0 - alpha) * image + alpha * colorize(mask, palette).astype(np.float64)
+    blended = np.round(blended).astype(np.uint8)
+    if not show_legend:
+        return blended
+    return _hstack([blended, legend(_present(mask), class_names, palette)])
+
+
+def _titled(title: str, panel: np.ndarray) -> np.ndarray:
+    strip = Image.new("RGB", (panel.shape[1], _ROW), _WHITE)
+    ImageDraw.Draw(strip).text((panel.shape[1] // 2, _ROW // 2), title, fill=_TEXT, font=_font(), anchor="mm")
+    return np.concatenate([np.asarray(strip), panel], axis=0)
+
+
+def side_by_side(image, label=None, prediction=None, palette=None,
+                 class_names: Sequence[str] | None = None) -> np.ndarray:
+    """Image, ground truth and prediction next to each other, titled, with one legend.
+
+    ``label`` or ``prediction`` may be ``None`` to leave that panel out. Panels
+    are separated by 4 white pixels and sit under an 18-pixel title strip.
+
+    Example:
+        >>> image = np.zeros((20, 30, 3), np.uint8)
+        >>> gt = np.ones((20, 30), np.uint8)
+        >>> out = side_by_side(image, gt, gt)
+        >>> out[18 + 5, 30 + 4 + 5].tolist()  # inside the ground-truth panel: aeroplane red
+        [128, 0, 0]
+    """
+    image = _as_image(image)
+    panels, masks = [_titled("image", image)], []
+    for title, mask in (("ground truth", label), ("prediction", prediction)):
+        if mask is None:
+            continue
+        mask = _as_mask(mask)
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"{title} {mask.shape} and image {image.shape[:2]} sizes differ")
+        panels.append(_titled(title, colorize(mask, palette)))
+        masks.append(mask)
+    if masks:
+        panels.append(legend(_present(*masks), class_names, palette))
+    return _hstack(panels, gap=4)
+
+
+def save_image(image, path: str | os.PathLike) -> Path:
+    """Writes an RGB array (or a 2-D index mask) as a PNG, atomically; returns the path.
+
+    Readers never see a half-written file: the PNG is written to a temporary
+    name in the same directory, then renamed.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = save_image(np.zeros((2, 3, 3), np.uint8), os.path.join(tempfile.mkdtemp(), "a.png"))
+        >>> Image.open(path).size
+        (3, 2)
+    """
+    path = Path(path)
+    array = np.asarray(image)
+    if array.ndim == 2 and array.dtype != np.uint8:
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(f"{path}: an index mask saved as PNG must hold values 0..255")
+        array = array.astype(np.uint8)
+    picture = Image.fromarray(array)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            picture.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def save_prediction(image, mask, out_dir: str | os.PathLike, stem: str, palette=None,
+                    class_names: Sequence[str] | None = None, alpha: float = 0.5) -> dict[str, Path]:
+    """Writes a prediction three ways: ``<stem>_mask.png`` (raw class indices, greyscale),
+    ``<stem>_color.png`` (coloured) and ``<stem>_overlay.png`` (over the image, with a legend).
+
+    Returns ``{"mask": path, "color": path, "overlay": path}``.
+
+    Example:
+        >>> import tempfile
+        >>> paths = save_prediction(np.zeros((4, 4, 3), np.uint8), np.full((4, 4), 15), tempfile.mkdtemp(), "x")
+        >>> np.asarray(Image.open(paths["mask"]))[0, 0], Image.open(paths["color"]).getpixel((0, 0))
+        (np.uint8(15), (192, 128, 128))
+    """
+    mask = _as_mask(mask)
+    if mask.size and mask.max() > 255:
+        raise ValueError(f"{stem}: class indices above 255 do not fit an 8-bit mask PNG")
+    out_dir = Path(out_dir)
+    return {
+        "mask": save_image(mask.astype(np.uint8), out_dir / f"{stem}_mask.png"),
+        "color": save_image(colorize(mask, palette), out_dir / f"{stem}_color.png"),
+        "overlay": save_image(overlay(image, mask, alpha, palette, class_names), out_dir / f"{stem}_overlay.png"),
+    }
+
+
+# Charts (matplotlib) ------------------------------------------------------------------------
+
+
+def _figure(width_in: float, height_in: float):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError(
+            'charts need matplotlib: pip install "fcn_keras[viz]" (masks and overlays work without it)'
+        ) from None
+    # A bare Figure (no pyplot): no global state, no GUI backend.
+    return Figure(figsize=(width_in, height_in), dpi=100, layout="constrained")
+
+
+def _render(fig) -> np.ndarray:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _names(count: int, class_names: Sequence[str] | None) -> list[str]:
+    if class_names is not None and len(class_names) != count:
+        raise ValueError(f"got {len(class_names)} class names for {count} classes")
+    return [class_name(i, class_names) for i in range(count)]
+
+
+def confusion_matrix_image(confusion, class_names: Sequence[str] | None = None, normalize: bool = True) -> np.ndarray:
+    """A heat map of a confusion matrix (rows: ground truth, columns: prediction).
+
+    With ``normalize`` each row is divided by its total, so a cell reads as the
+    fraction of that class's pixels predicted as the column's class (rows
+    without pixels stay empty). Needs matplotlib.
+
+    Example:
+        >>> confusion_matrix_image(np.diag([5, 3, 2]), ["a", "b", "c"]).shape[2]
+        3
+    """
+    confusion = np.asarray(confusion)
+    if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1]:
+        raise ValueError(f"a confusion matrix must be square, got shape {confusion.shape}")
+    n = confusion.shape[0]
+    names = _names(n, class_names)
+    values = confusion.astype(np.float64)
+    if normalize:
+        totals = values.sum(axis=1, keepdims=True)
+        values = np.divide(values, totals, out=np.full_like(values, np.nan), where=totals > 0)
+    side = min(max(4.0, 0.35 * n + 2.0), 14.0)
+    fig = _figure(side + 1.2, side)
+    ax = fig.add_subplot()
+    shown = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None, interpolation="nearest")
+    fig.colorbar(shown, ax=ax, shrink=0.8, label="fraction of the row's pixels" if normalize else "pixels")
+    ax.set_xticks(range(n), names, rotation=90, fontsize=8)
+    ax.set_yticks(range(n), names, fontsize=8)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    ax.set_title("confusion matrix")
+    if n <= 12:
+        for (row, col), value in np.ndenumerate(values):
+            if not np.isnan(value):
+                text = f"{value:.2f}" if normalize else f"{int(confusion[row, col])}"
+                dark = value > (0.5 if normalize else np.nanmax(values) / 2)
+                ax.text(col, row, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
+    return _render(fig)
+
+
+def iou_bars_image(per_class_iou, class_names: Sequence[str] | None = None) -> np.ndarray:
+    """Horizontal bars of each class's IoU (0-1), coloured by the class's palette colour.
+
+    Classes with no IoU (``nan``: absent from ground truth and prediction) are
+    labelled "n/a". The mean over the others is drawn as a dashed line. Needs matplotlib.
+
+    Example:
+        >>> iou_bars_image([0.9, 0.5, float("nan")]).dtype
+        dtype('uint8')
+    """
+    iou = np.asarray(per_class_iou, dtype=np.float64).reshape(-1)
+    n = iou.size
+    names = _names(n, class_names)
+    colours = voc_palette(max(n, 1)) / 255.0
+    fig = _figure(6.0, max(2.5, 0.28 * n + 1.2))
+    ax = fig.add_subplot()
+    rows = np.arange(n)
+    ax.barh(rows, np.nan_to_num(iou), color=colours, edgecolor="black", linewidth=0.5)
+    for row, value in zip(rows, iou):
+        ax.text(min(np.nan_to_num(value), 1.0) + 0.01, row, "n/a" if np.isnan(value) else f"{value:.3f}",
+                va="center", fontsize=8)
+    if np.isfinite(iou).any():
+        mean = float(np.nanmean(iou))
+        ax.axvline(mean, color="black", linestyle="--", linewidth=1, label=f"mean IU {mean:.3f}")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(rows, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0.0, 1.12)
+    ax.set_xlabel("IoU")
+    ax.set_title("per-class IoU")
+    return _render(fig)
+
+
+def read_training_log(path: str | os.PathLike) -> dict[str, list[float]]:
+    """Reads a Keras ``CSVLogger`` file into ``{column: values}`` (``epoch`` included).
+
+    Example:
+        >>> import tempfile, os
+        >>> log = os.path.join(tempfile.mkdtemp(), "log.csv")
+        >>> _ = open(log, "w").write("epoch,loss\\n0,1.5\\n1,0.5\\n")
+        >>> read_training_log(log)
+        {'epoch': [0.0, 1.0], 'loss': [1.5, 0.5]}
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training log {path} does not exist")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"training log {path} has no rows")
+    columns: dict[str, list[float]] = {}
+    for line, row in enumerate(rows, start=2):
+        for key, value in row.items():
+            try:
+                columns.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                raise ValueError(f"training log {path}, line {line}: column {key!r} is not a number: {value!r}") from None
+    return columns
+
+
+def training_curves_image(log: str | os.PathLike | dict[str, Sequence[float]]) -> np.ndarray:
+    """Loss (left) and every other logged metric (right) per epoch, training and validation.
+
+    ``log`` is a Keras ``CSVLogger`` file or the dict :func:`read_training_log`
+    returns. ``val_<name>`` columns are drawn dashed in ``<name>``'s colour. Needs matplotlib.
+
+    Example:
+        >>> training_curves_image({"epoch": [0, 1], "loss": [2.0, 1.0], "val_loss": [2.1, 1.3]}).ndim
+        3
+    """
+    columns = read_training_log(log) if not isinstance(log, dict) else {k: list(v) for k, v in log.items()}
+    epochs = columns.pop("epoch", None)
+    if not columns:
+        raise ValueError("the training log has no metric columns")
+    length = len(next(iter(columns.values())))
+    epochs = np.arange(1, length + 1) if epochs is None else np.asarray(epochs) + 1
+    losses = [k for k in columns if k.removeprefix("val_") == "loss" or k.removeprefix("val_").endswith("_loss")]
+    others = [k for k in columns if k not in losses and k not in ("learning_rate", "lr")]
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(10.0 if others else 5.5, 3.6)
+    axes = fig.subplots(1, 2 if others else 1, squeeze=False)[0]
+    bases = list(dict.fromkeys(k.removeprefix("val_") for k in columns))
+    for ax, keys, title in ((axes[0], losses, "loss"), (axes[-1], others, "metrics")):
+        if not keys:
+            continue
+        for key in keys:
+            # A metric and its validation twin share a colour; validation is dashed.
+            colour = f"C{bases.index(key.removeprefix('val_')) % 10}"
+            ax.plot(epochs, columns[key], marker="o", markersize=3, label=key, color=colour,
+                    linestyle="--" if key.startswith("val_") else "-")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _render(fig)

@@ -1,0 +1,81 @@
+"""Export test fixtures: a light FCN, a tiny per-pixel model, real PNG/JPEG files, one shared export."""
+
+from __future__ import annotations
+
+import io
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import fcn_keras
+# A small per-pixel model of fcn_keras layers with its own preprocessing, and random score layers.
+from bench.bench_export import randomize_scores, tiny_fcn
+
+SIZES = [(48, 64), (37, 50), (61, 45)]  # (height, width): odd sizes, not multiples of 32
+
+
+def synthetic_image(height: int, width: int, seed: int) -> np.ndarray:
+    """A smooth RGB image with a few blobs: structured like a photo, not noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
+    image = np.stack([np.sin(6 * xx + c) * np.cos(5 * yy - c) for c in rng.uniform(0, 3, 3)], -1) * 90 + 128
+    for _ in range(3):
+        cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(4, 12)
+        image[(np.mgrid[0:height, 0:width][0] - cy) ** 2 + (np.mgrid[0:height, 0:width][1] - cx) ** 2 < r * r] = \
+            rng.uniform(0, 255, 3)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def encode(image: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def light_model() -> keras.Model:
+    """FCN-8s over MobileNetV2, 5 classes, random score layers, no preprocessing layer."""
+    keras.utils.set_random_seed(0)
+    return randomize_scores(fcn_keras.fcn8s(num_classes=5, backbone="mobilenet_v2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> keras.Model:
+    return tiny_fcn()
+
+
+@pytest.fixture(scope="session")
+def images() -> list[np.ndarray]:
+    return [synthetic_image(h, w, seed) for seed, (h, w) in enumerate(SIZES)]
+
+
+@pytest.fixture(scope="session")
+def image_files(tmp_path_factory, images) -> list:
+    """The images as real PNG files (lossless: decoded pixels are exactly ``images``)."""
+    directory = tmp_path_factory.mktemp("images")
+    paths = []
+    for i, image in enumerate(images):
+        path = directory / f"image{i}.png"
+        path.write_bytes(encode(image, "PNG"))
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, light_model, tiny_model):
+    """One serving base directory: version 1 = light FCN (with scores), version 2 = tiny model."""
+    from fcn_keras.export import export_saved_model
+
+    base = tmp_path_factory.mktemp("serving") / "fcn"
+    export_saved_model(light_model, base, scores=True, verbose=False)
+    export_saved_model(tiny_model, base, class_names=["sky", "road", "car"], verbose=False)
+    return base
+
+
+@pytest.fixture(scope="session")
+def loaded(model_dir):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(model_dir / "1"))

@@ -1,0 +1,141 @@
+"""The four reference FCNs: geometry, parameters, exactness against the Caffe semantics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import keras
+
+import fcn_keras
+from fcn_keras.models import HEADS, build_fcn
+from tests.models import caffe_numpy
+
+ARCHITECTURES = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"]
+TRUNK_PARAMS = 134_260_544  # conv1_1 ... fc7
+
+
+def head_params(arch: str, n: int) -> int:
+    """Parameters above fc7, counted from the reference table for n classes."""
+    score = lambda c: c * n + n
+    up = lambda k: k * k * n * n
+    return {
+        "fcn32s": score(4096) + up(64),
+        "fcn16s": score(4096) + score(512) + up(4) + up(32),
+        "fcn8s": score(4096) + score(512) + score(256) + up(4) + up(4) + up(16),
+        "fcn8s_atonce": score(4096) + score(512) + score(256) + up(4) + up(4) + up(16),
+    }[arch]
+
+
+@pytest.fixture(scope="module")
+def models():
+    """One 3-class model per architecture, built once (each has ~134M parameters)."""
+    return {arch: build_fcn(arch, num_classes=3) for arch in ARCHITECTURES}
+
+
+@pytest.mark.backend_agnostic
+def test_public_builders_are_exported():
+    for arch in ARCHITECTURES:
+        assert getattr(fcn_keras, arch) is getattr(fcn_keras.models, arch)
+        assert "Example" in getattr(fcn_keras, arch).__doc__
+
+
+@pytest.mark.backend_agnostic
+def test_fcn8s_has_the_papers_134m_parameters():
+    assert fcn_keras.fcn8s(21).count_params() == 134_489_759 == TRUNK_PARAMS + head_params("fcn8s", 21)
+
+
+@pytest.mark.backend_agnostic
+def test_parameter_counts_follow_the_reference_table(models):
+    for arch, model in models.items():
+        assert model.count_params() == TRUNK_PARAMS + head_params(arch, 3), arch
+
+
+@pytest.mark.backend_agnostic
+@pytest.mark.parametrize("size", [(1, 1), (1, 2), (2, 1), (3, 5), (16, 17), (31, 32), (33, 33), (64, 63), (97, 100)])
+def test_output_equals_input_size(models, size):
+    x = np.random.default_rng(0).uniform(-50, 50, (1, *size, 3)).astype("float32")
+    for arch, model in models.items():
+        y = model(x, training=False)
+        assert tuple(y.shape) == (1, *size, 3), arch
+        assert keras.backend.standardize_dtype(y.dtype) == "float32"
+
+
+def test_reference_geometry_at_500():
+    """Intermediate sizes for a 500x500 input, as listed in the reference."""
+    model = fcn_keras.fcn8s(input_shape=(500, 500, 3))
+    sizes = {layer.name: layer.output.shape[1] for layer in model.layers}
+    assert (sizes["pool3"], sizes["pool4"], sizes["pool5"], sizes["fc7"]) == (88, 44, 22, 16)
+    assert (sizes["upscore2"], sizes["upscore_pool4"], sizes["upscore8"], sizes["score"]) == (34, 70, 568, 500)
+    assert model.get_layer("pad1").padding == ((100, 100), (100, 100))
+    assert model.get_layer("fc6").kernel_size == (7, 7) and model.get_layer("fc6").padding == "valid"
+    for name in ("pool1", "pool2", "pool3", "pool4", "pool5"):  # Caffe's ceil-mode pooling
+        assert model.get_layer(name).padding == "same"
+
+
+def test_heads_match_the_reference_table(models):
+    # upsampling layers (kernel, stride) and crop offsets, from the reference's net.py
+    expected = {
+        "fcn32s": ({"upscore": (64, 32)}, {"score": 19}),
+        "fcn16s": ({"upscore2": (4, 2), "upscore16": (32, 16)}, {"score_pool4c": 5, "score": 27}),
+        "fcn8s": ({"upscore2": (4, 2), "upscore_pool4": (4, 2), "upscore8": (16, 8)},
+                  {"score_pool4c": 5, "score_pool3c": 9, "score": 31}),
+    }
+    expected["fcn8s_atonce"] = expected["fcn8s"]
+    assert set(HEADS) == set(expected)
+    for arch, model in models.items():
+        ups, crops = expected[arch]
+        found_ups = {l.name: (l.kernel_size[0], l.strides[0]) for l in model.layers
+                     if isinstance(l, keras.layers.Conv2DTranspose)}
+        assert found_ups == ups, arch
+        found_crops = {l.name: l.offset for l in model.layers if isinstance(l, fcn_keras.models.CropToReference)}
+        assert found_crops == crops, arch
+        for name in ups:
+            assert not model.get_layer(name).trainable and not model.get_layer(name).use_bias
+
+
+def test_atonce_scales_are_fixed(models):
+    model = models["fcn8s_atonce"]
+    assert model.get_layer("scale_pool4").scale == 0.01
+    assert model.get_layer("scale_pool3").scale == 1e-4
+    assert not model.get_layer("scale_pool4").weights
+
+
+def test_trainable_upsampling_learns_the_upsampling_layers(models):
+    learned = fcn_keras.fcn8s(num_classes=3, trainable_upsampling=True)
+    names = lambda m: {w.path.split("/")[0] for w in m.trainable_weights}
+    assert names(learned) - names(models["fcn8s"]) == {"upscore2", "upscore_pool4", "upscore8"}
+    assert learned.count_params() == models["fcn8s"].count_params()
+
+
+@pytest.mark.backend_agnostic
+def test_fresh_model_outputs_zero_logits():
+    """Score layers are zero-initialised, so an untrained FCN predicts all-zero logits."""
+    model = fcn_keras.fcn16s(num_classes=5)
+    for name in ("score_fr", "score_pool4"):
+        assert not np.any(keras.ops.convert_to_numpy(model.get_layer(name).kernel))
+    y = keras.ops.convert_to_numpy(model(np.random.default_rng(0).uniform(0, 255, (2, 9, 11, 3)).astype("float32")))
+    assert y.shape == (2, 9, 11, 5) and not np.any(y)
+
+
+@pytest.fixture(scope="module")
+def caffe_case():
+    """Random Caffe-layout blobs, test images, and the reference trunk computed once per image."""
+    blobs = caffe_numpy.random_blobs(num_classes=3, seed=0)
+    rng = np.random.default_rng(1)
+    images = [rng.uniform(-120, 120, (*size, 3)).astype("float32") for size in [(23, 18)]]  # odd H, even W: both ceil-pooling cases
+    trunks = [caffe_numpy.trunk(blobs, image.transpose(2, 0, 1)) for image in images]
+    return blobs, images, trunks
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_equals_caffe_reference_semantics(models, caffe_case, arch):
+    """Same weights in Caffe layouts -> same scores as a NumPy rendering of the Caffe net."""
+    blobs, images, trunks = caffe_case
+    model = models[arch]
+    caffe_numpy.set_keras_weights(model, blobs)
+    for image, trunk in zip(images, trunks):
+        expected = caffe_numpy.head(arch, blobs, trunk).transpose(1, 2, 0)
+        got = keras.ops.convert_to_numpy(model(image[None], training=False))[0]
+        scale = np.abs(expected).max()
+        assert scale > 1e-3, "degenerate test: scores vanished"
+        np.testing.assert_allclose(got, expected, atol=2e-4 * scale, rtol=1e-4)

@@ -1,0 +1,81 @@
+"""evaluate(): exact scores, batch N == batch 1, padding excluded, JSON, PNG, table with class names."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import keras
+from PIL import Image
+
+from fcn_keras.evaluation import evaluate
+from fcn_keras.metrics import segmentation_scores
+
+
+def _model(kernel=3):
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((None, None, 3))
+    return keras.Model(inputs, keras.layers.Conv2D(3, kernel, padding="same")(inputs))
+
+
+def _examples(n=7):
+    rng = np.random.default_rng(0)
+    sizes = [(9, 13), (12, 8), (9, 13)]
+    out = []
+    for i in range(n):
+        h, w = sizes[i % 3]
+        label = rng.integers(0, 3, (h, w))
+        label[rng.random((h, w)) < 0.2] = 255
+        out.append((rng.normal(size=(h, w, 3)).astype("float32"), label))
+    return out
+
+
+@pytest.mark.backend_agnostic
+def test_scores_exact_and_batches_equal_batch_one(tmp_path, capsys):
+    model, examples = _model(), _examples()
+    predictions = [np.asarray(model.predict(x[None], verbose=0))[0].argmax(-1) for x, _ in examples]
+    expected = segmentation_scores([l for _, l in examples], predictions, 3)
+    one = evaluate(model, examples, 3, class_names=["sky", "road", "car"], verbose=1,
+                   out_json=tmp_path / "s.json", confusion_png=tmp_path / "c.png")
+    printed = capsys.readouterr().out
+    three = evaluate(model, examples, 3, batch_size=3, verbose=0)
+    np.testing.assert_array_equal(one["confusion_matrix"], expected["confusion_matrix"])
+    np.testing.assert_array_equal(three["confusion_matrix"], one["confusion_matrix"])
+    assert one["num_images"] == three["num_images"] == 7
+    assert one["mean_iou"] == pytest.approx(expected["mean_iou"], rel=1e-12)
+    for name in ("mean_iou", "pixel_accuracy", "road"):
+        assert name in printed
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["class_names"] == ["sky", "road", "car"]
+    assert saved["per_class_iou"]["car"] == pytest.approx(expected["per_class_iou"][2])
+    assert np.array(saved["confusion_matrix"]).sum() == sum(int((l != 255).sum()) for _, l in examples)
+    with Image.open(tmp_path / "c.png") as png:
+        assert png.size[0] > 3 * 24
+
+
+def test_padded_batches_from_the_pipeline_exclude_padding():
+    import tensorflow as tf
+
+    from fcn_keras.data import make_pipeline
+
+    model, examples = _model(kernel=1), _examples()  # 1x1 convolutions: padding cannot leak into real pixels
+    dataset = tf.data.Dataset.from_generator(
+        lambda: ((x.astype(np.uint8), l.astype(np.uint8)) for x, l in examples),
+        output_signature=(tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((None, None), tf.uint8)))
+    padded = make_pipeline(dataset, training=False, batch_size=3, preprocessing=None)
+    single = make_pipeline(dataset, training=False, batch_size=1, preprocessing=None)
+    a, b = evaluate(model, padded, 3, verbose=0), evaluate(model, single, 3, verbose=0)
+    np.testing.assert_array_equal(a["confusion_matrix"], b["confusion_matrix"])
+    assert a["confusion_matrix"].sum() == sum(int((l != 255).sum()) for _, l in examples)
+
+
+@pytest.mark.backend_agnostic
+def test_bad_arguments():
+    model, examples = _model(), _examples(2)
+    with pytest.raises(ValueError, match="class_names has 2 names"):
+        evaluate(model, examples, 3, class_names=["a", "b"], verbose=0)
+    with pytest.raises(ValueError, match="model gives 3 classes, num_classes=4"):
+        evaluate(model, examples, 4, verbose=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(model, examples, 3, batch_size=0)

@@ -1,0 +1,98 @@
+"""A tiny real backbone and recipe for the training tests, and a runner for training subprocesses.
+
+The training machinery (resume, distribution, logs) does not depend on the
+encoder, so these tests register a five-convolution encoder (strides 8/16/32,
+with BatchNorm statistics and dropout RNG state to restore) instead of paying for
+MobileNetV2's graph on a shared 2-core machine. ``python tests/training/tiny.py
+OUT [--kill-at N] [--strategy S] [--logical-cpus K]`` trains it in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import keras
+
+from fcn_keras.models import backbones
+from fcn_keras.recipes import Recipe, parse_recipe
+
+
+DROPOUT = float(os.environ.get("FCN_TINY_DROPOUT", "0.2"))
+
+
+def _tiny_application(include_top=False, weights=None, input_shape=(None, None, 3)):
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for i, filters in enumerate((16, 32, 32, 64, 64), start=1):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"tiny_c{i}")(x)
+        # Short momentum: moving statistics usable after a few dozen steps; synchronized: Mirrored == one device.
+        x = keras.layers.BatchNormalization(momentum=0.7, synchronized=True, name=f"tiny_bn{i}")(x)
+        x = keras.layers.ReLU(name=f"tiny_conv{i}")(x)
+    x = keras.layers.Dropout(DROPOUT, name="tiny_drop")(x)
+    return keras.Model(inputs, x, name="tiny")
+
+
+def register() -> None:
+    backbones.BACKBONES["tiny"] = backbones.Backbone(
+        "tiny", preprocessing="tf", application=_tiny_application, taps=("tiny_conv3", "tiny_conv4", "tiny_drop"))
+
+
+def tiny_recipe(**overrides) -> Recipe:
+    """FCN-8s over the tiny encoder on 16 synthetic 32x48 images: 24 steps of batch 2 in epochs of 8."""
+    register()
+    data = {
+        "description": "test recipe",
+        "model": {"architecture": "fcn8s", "backbone": "tiny", "num_classes": 3},
+        "init": {"source": "none"},
+        "data": {"dataset": "synthetic", "batch_size": 2, "crop_size": [32, 32], "flip": True,
+                 "synthetic_images": 16, "synthetic_size": [32, 48]},
+        "loss": {"reduction": "mean"},
+        "optimizer": {"learning_rate": 0.05, "momentum": 0.9},
+        "training": {"steps": 24, "steps_per_epoch": 8, "seed": 3, "deterministic": True, "checkpoint_every": 5},
+    }
+    for section, values in overrides.items():
+        data[section] = {**data.get(section, {}), **values}
+    return parse_recipe(data, name="tiny_test")
+
+
+class KillAt(keras.callbacks.Callback):
+    """Ends the process abruptly (no cleanup, like a kill) after the given global step."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step, self.seen = step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.step:
+            os._exit(17)
+
+
+def main(argv=None) -> None:
+    keras.config.disable_traceback_filtering()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--kill-after", type=int, default=0, help="steps of this process before os._exit(17)")
+    parser.add_argument("--strategy", default=None)
+    parser.add_argument("--logical-cpus", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.logical_cpus:
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus)
+    from fcn_keras.training import train
+
+    callbacks = [KillAt(args.kill_after)] if args.kill_after else []
+    result = train(tiny_recipe(), args.out, strategy=args.strategy, steps=args.steps, verbose=2, callbacks=callbacks)
+    print("replicas:", result["model_object"].distribute_strategy.num_replicas_in_sync)
+    print("RESULT global_step", result["global_step"], "resumed_from", result["resumed_from"])
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    main()
