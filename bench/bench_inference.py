@@ -56,7 +56,7 @@ def plan(quick: bool) -> list[Job]:
     """
     if quick:
         return [Job("call", 64, repeats=1, matmul_size=512), Job("torch", 64, repeats=1, matmul_size=512)]
-    repeats = {256: 7, 500: 5, 1024: 3}
+    repeats = {256: 5, 500: 5, 1024: 3}
     jobs = [Job(v, s, repeats=repeats[s]) for s in SIZES for v in (*KERAS_VARIANTS, "torch")]
     jobs.append(Job("plain", REFERENCE_SIZE, repeats=3))
     jobs.append(Job(SYSTEM_ALLOCATOR, REFERENCE_SIZE))
