@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from fcn_keras.export.files import atomic_path
 from fcn_keras.export.graph import logits_function
+from fcn_keras.models.fast_convolutions import WinogradConv2D, plain_layers
 
 QUANTIZATIONS = (None, "float16", "int8")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -164,6 +165,10 @@ def convert_tflite(
         raise ValueError("quantization='int8' needs representative_data (images to calibrate activation ranges)")
     input_size = _check_input_size(input_size)
     progress = keras.utils.Progbar(3, verbose=1 if verbose else 0, unit_name="step")
+    if any(isinstance(layer, WinogradConv2D) for layer in model.layers):
+        # TFLite runtimes (XNNPACK, GPU delegates, int8 kernels) bring their own fast
+        # convolutions; Winograd's transformed values would also quantize poorly to int8.
+        model = plain_layers(model, kinds=(WinogradConv2D,))
     logits_fn, _, _ = logits_function(model, preprocessing)
     shape = [1, *(input_size or (None, None)), 3]
 

@@ -18,7 +18,7 @@ import numpy as np
 import keras
 from keras import layers
 
-from fcn_keras.models.fast_convolutions import PatchMatmulConv2D
+from fcn_keras.models.fast_convolutions import PatchMatmulConv2D, WinogradConv2D
 from fcn_keras.models.layers import PadToMultiple
 
 # (filters, convolutions) per VGG16 block; every block ends in a 2x2/2 ceil-mode max pool.
@@ -104,8 +104,11 @@ def vgg16_trunk(x) -> dict[int, object]:
     features = {}
     for block, (filters, convs) in enumerate(VGG16_BLOCKS, start=1):
         for i in range(1, convs + 1):
-            padding = "valid" if (block, i) == (1, 1) else "same"
-            x = layers.Conv2D(filters, 3, padding=padding, activation="relu", name=f"conv{block}_{i}")(x)
+            name = f"conv{block}_{i}"
+            if (block, i) == (1, 1):
+                x = layers.Conv2D(filters, 3, padding="valid", activation="relu", name=name)(x)
+            else:  # Winograd F(4x4, 3x3) where it pays: conv3_1 onwards, float32 on CPU
+                x = WinogradConv2D(filters, 3, padding="same", activation="relu", name=name)(x)
         # Caffe's pooling rounds up: "same" 2x2/2 pooling is exactly that.
         x = layers.MaxPooling2D(2, 2, padding="same", name=f"pool{block}")(x)
         features[2**block] = x

@@ -1,4 +1,4 @@
-"""Exact, faster formulations of two convolutions FCNs spend their time on.
+"""Exact, faster formulations of the convolutions FCNs spend their time on.
 
 Both layers are drop-in subclasses of the Keras layer they replace: same
 arguments, same config, same variables (names and shapes), so weights, the Caffe
@@ -16,6 +16,12 @@ arithmetic is rearranged; results equal the plain layer's to float rounding.
   ``stride**2`` output phases at once, then interleaving them (depth to space).
   That is ``channels`` times less arithmetic than the dense ``C x C`` transposed
   convolution, and a layout CPUs run well.
+- :class:`WinogradConv2D` computes a 3x3, stride-1, ``"same"`` convolution
+  (conv1_2 ... conv5_3) with Winograd's minimal filtering F(4x4, 3x3) (Lavin
+  and Gray, 2016): 4x4 output tiles from 6x6 input tiles with 36 products per
+  tile and channel pair instead of 144, as 36 independent matrix products.
+  The transforms cost memory traffic, so it is used where the channels are
+  wide enough for the saved products to outweigh it (conv3_1 onwards in VGG16).
 """
 
 from __future__ import annotations
@@ -150,22 +156,152 @@ class DiagonalConv2DTranspose(keras.layers.Conv2DTranspose):
 
 
 
-_PLAIN_TWINS = {PatchMatmulConv2D: keras.layers.Conv2D, DiagonalConv2DTranspose: keras.layers.Conv2DTranspose}
+# F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+# Y = A^T [(G g G^T) * (B^T d B)] A for a 6x6 input tile d and a 3x3 kernel g.
+_WINOGRAD_TILE = 4
+_B_T = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                 [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], "float32")
+_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], "float32")
+_A_T = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], "float32")
+# Kernel transform for both axes at once: row (w, h) of the 36 tile positions, column (dy, dx).
+_G_2D = np.einsum("hi,wj->whij", _G, _G).reshape(36, 9)
+
+# Multiply-adds per transformed value, cin * filters / (cin + filters), above which the
+# saved products outweigh the transforms' memory traffic (measured, bench/README.md):
+# conv3_1 (128 -> 256) is 85; conv2_2 (128 -> 128) is 64 and runs faster directly.
+_WINOGRAD_MIN_WIDTH = 80
 
 
-def plain_layers(model: keras.Model) -> keras.Model:
-    """A copy of ``model`` with every fast layer replaced by the plain Keras layer, same weights.
+def _cpu_only() -> bool:
+    # GPU convolution libraries pick their own (often Winograd) algorithms, far faster
+    # than one spelled out in framework ops.
+    global _CPU_ONLY
+    if _CPU_ONLY is None:
+        _CPU_ONLY = all(device.lower().startswith("cpu") for device in keras.distribution.list_devices())
+    return _CPU_ONLY
 
-    For checking the fast formulations against the plain ones, and for
-    measuring what they gain.
+
+_CPU_ONLY = None
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class WinogradConv2D(keras.layers.Conv2D):
+    """``Conv2D`` computed with Winograd's F(4x4, 3x3) minimal filtering where that is faster.
+
+    Covers 3x3, stride-1, undilated, ungrouped, channels-last convolutions with
+    ``padding="same"`` (every VGG16 convolution after conv1_1). The image is cut
+    into overlapping 6x6 tiles (stride 4); each tile ``d`` becomes
+    ``B^T d B``, each kernel ``g`` becomes ``G g G^T``, and the 36 tile
+    positions are 36 independent ``(tiles, cin) x (cin, filters)`` matrix
+    products whose results ``A^T m A`` are the 4x4 output tiles. That is 2.25x
+    less arithmetic than the direct convolution, with float32 rounding about ten
+    times the direct convolution's (relative 1e-5: far inside the architecture
+    tests' tolerance). The kernel keeps its ``(3, 3, cin, filters)`` shape and
+    trains as usual: the transforms are differentiable ops on it.
+
+    ``algorithm="auto"`` (default) uses it for float32 computation on CPU-only
+    machines when the channels are wide enough for it to pay
+    (``cin * filters / (cin + filters) >= 80``); ``"winograd"`` always (where
+    covered), ``"direct"`` never. Half-precision policies always run direct:
+    the transforms' coefficients (up to 8 and 1/24) cost too much precision.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = WinogradConv2D(8, 3, padding="same", algorithm="winograd")
+        >>> layer(np.ones((1, 9, 7, 4), "float32")).shape
+        (1, 9, 7, 8)
+    """
+
+    def __init__(self, *args, algorithm: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        if algorithm not in ("auto", "winograd", "direct"):
+            raise ValueError(f"algorithm must be 'auto', 'winograd' or 'direct', got {algorithm!r}")
+        self.algorithm = algorithm
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "algorithm": self.algorithm}
+
+    def _uses_winograd(self, cin: int) -> bool:
+        covered = (
+            tuple(self.kernel_size) == (3, 3)
+            and self.padding == "same"
+            and self.data_format == "channels_last"
+            and tuple(self.strides) == (1, 1)
+            and tuple(self.dilation_rate) == (1, 1)
+            and self.groups == 1
+        )
+        if not covered or self.algorithm == "direct":
+            return False
+        if self.algorithm == "winograd":
+            return True
+        wide = cin * self.filters / (cin + self.filters) >= _WINOGRAD_MIN_WIDTH
+        return wide and self.compute_dtype == "float32" and _cpu_only()
+
+    def convolution_op(self, inputs, kernel):
+        cin, filters = kernel.shape[2], kernel.shape[3]
+        if not self._uses_winograd(cin):
+            return super().convolution_op(inputs, kernel)
+        m, a = _WINOGRAD_TILE, _WINOGRAD_TILE + 2
+        shape = ops.shape(inputs)
+        n, h, w = shape[0], shape[1], shape[2]
+        tiles_h, tiles_w = (h + m - 1) // m, (w + m - 1) // m
+        # One pixel of "same" padding on top/left; bottom/right up to whole tiles (at most 2m - 2).
+        padded = ops.pad(inputs, [[0, 0], [1, 2 * m - 2], [1, 2 * m - 2], [0, 0]])
+        rows = ops.tensordot(_B_T, _tiles(padded, 1, tiles_h), axes=1)  # (a, n, tiles_h, w + 2m - 1, cin)
+        tiles = ops.tensordot(_B_T, _tiles(rows, 3, tiles_w), axes=1)  # (a_w, a_h, n, tiles_h, tiles_w, cin)
+        transformed_kernel = ops.matmul(ops.convert_to_tensor(_G_2D, kernel.dtype), ops.reshape(kernel, (9, -1)))
+        products = ops.matmul(
+            ops.reshape(tiles, (a * a, -1, cin)), ops.reshape(transformed_kernel, (a * a, cin, filters))
+        )
+        products = ops.reshape(products, (a, a, n, tiles_h, tiles_w, filters))
+        y = ops.tensordot(_A_T, products, axes=[[1], [1]])  # (m_h, a_w, n, tiles_h, tiles_w, filters)
+        y = ops.tensordot(_A_T, y, axes=[[1], [1]])  # (m_w, m_h, n, tiles_h, tiles_w, filters)
+        y = ops.reshape(ops.transpose(y, (2, 3, 1, 4, 0, 5)), (n, tiles_h * m, tiles_w * m, filters))
+        return y[:, :h, :w, :]
+
+
+def _tiles(x, axis: int, count):
+    """The ``a = m + 2`` overlapping tile rows along ``axis``, stacked first: ``x[..., m*t + k, ...]`` for ``t < count``.
+
+    Reads them through a reshape into ``(count + 1, m)`` blocks rather than strided
+    slices, which TensorFlow's CPU kernels copy element by element.
+    """
+    m = _WINOGRAD_TILE
+    shape = ops.shape(x)
+    head = (slice(None),) * axis
+    blocks = ops.reshape(x[head + (slice(0, m * (count + 1)),)], (*shape[:axis], count + 1, m, *shape[axis + 1:]))
+    return ops.stack([blocks[head + (slice(k // m, k // m + count), k % m)] for k in range(m + 2)], axis=0)
+
+
+_PLAIN_TWINS = {
+    PatchMatmulConv2D: keras.layers.Conv2D,
+    DiagonalConv2DTranspose: keras.layers.Conv2DTranspose,
+    WinogradConv2D: keras.layers.Conv2D,
+}
+
+
+def plain_layers(model: keras.Model, kinds: tuple[type, ...] | None = None) -> keras.Model:
+    """A copy of ``model`` with its fast layers replaced by the plain Keras layers, same weights.
+
+    ``kinds`` limits the replacement to those fast layer classes (default: all).
+    For checking the fast formulations against the plain ones, for measuring
+    what they gain, and for runtimes with convolution kernels of their own
+    (TFLite converts plain convolutions; see ``fcn_keras.export.tflite``).
 
     Example:
         >>> from fcn_keras.models import fcn32s
         >>> type(plain_layers(fcn32s(num_classes=2)).get_layer("fc6")).__name__
         'Conv2D'
     """
-    clone = keras.models.clone_model(
-        model, clone_function=lambda layer: _PLAIN_TWINS.get(type(layer), type(layer)).from_config(layer.get_config())
-    )
+    replaced = {fast: plain for fast, plain in _PLAIN_TWINS.items() if kinds is None or fast in kinds}
+
+    def clone_layer(layer):
+        twin = replaced.get(type(layer))
+        if twin is None:
+            return type(layer).from_config(layer.get_config())
+        return twin.from_config({key: value for key, value in layer.get_config().items() if key != "algorithm"})
+
+    clone = keras.models.clone_model(model, clone_function=clone_layer)
     clone.set_weights(model.get_weights())
     return clone

@@ -47,6 +47,22 @@ def test_float16_and_int8_parity(tmp_path, tiny_model, images):
     assert "pixel agreement" in str(report8) and report8.as_dict()["kind"] == "int8"
 
 
+def test_winograd_convolutions_convert_as_plain_convolutions(tmp_path, images):
+    import keras
+
+    from fcn_keras.models.fast_convolutions import WinogradConv2D
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(16, 1, activation="relu")(inputs)
+    x = WinogradConv2D(16, 3, padding="same", activation="relu", algorithm="winograd")(x)
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 1)(x), name="winograd")
+    path = export_tflite(model, tmp_path / "winograd.tflite", preprocessing="tf")
+    ops = tflite_ops(open(path, "rb").read())
+    assert "CONV_2D" in ops and "BATCH_MATMUL" not in ops  # XNNPACK's own kernels run it
+    report = tflite_parity(path, model, images, preprocessing="tf")
+    assert report.max_relative_error <= 1e-4, str(report)
+
+
 def test_calibration_images_from_a_directory_or_iterables(image_files, images):
     from_dir = list(calibration_images(image_files[0].parent))
     assert len(from_dir) == 3 and all(a.shape == (1, *b.shape) for a, b in zip(from_dir, images))

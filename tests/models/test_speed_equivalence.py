@@ -11,7 +11,7 @@ import pytest
 import keras
 
 from fcn_keras.models import fcn8s
-from fcn_keras.models.fast_convolutions import DiagonalConv2DTranspose, PatchMatmulConv2D, plain_layers
+from fcn_keras.models.fast_convolutions import DiagonalConv2DTranspose, PatchMatmulConv2D, WinogradConv2D, plain_layers
 from fcn_keras.models.layers import BilinearUpsamplingInitializer
 
 RNG = np.random.default_rng(8)
@@ -103,6 +103,58 @@ def test_fc6_matmul_trains_like_conv2d():
     np.testing.assert_allclose(_one_sgd_step(fast, x, y), _one_sgd_step(twin, x, y), rtol=1e-5, atol=1e-6)
 
 
+@backend_agnostic
+@pytest.mark.parametrize(
+    "height, width, cin, filters",
+    [
+        (1, 1, 3, 5),  # smaller than one tile
+        (4, 4, 2, 3),  # exactly one tile
+        (9, 7, 6, 8),  # odd sizes: partial tiles on both sides
+        (5, 13, 130, 140),  # wide channels
+    ],
+)
+def test_winograd_conv_equals_conv2d(height, width, cin, filters):
+    x = images(2, height, width, cin)
+    fast = WinogradConv2D(filters, 3, padding="same", activation="relu", bias_initializer="random_normal",
+                          algorithm="winograd")
+    fast.build(x.shape)
+    expected = keras.ops.convert_to_numpy(plain_twin(fast, x.shape)(x))
+    assert fast._uses_winograd(cin)
+    np.testing.assert_allclose(fast(x), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@backend_agnostic
+@pytest.mark.parametrize("options", [{"strides": 2}, {"padding": "valid"}, {"dilation_rate": 2}])
+def test_winograd_conv_runs_direct_where_it_does_not_apply(options):
+    x = images(1, 11, 9, 4)
+    fast = WinogradConv2D(3, 3, **{"padding": "same", **options}, algorithm="winograd")
+    fast.build(x.shape)
+    assert not fast._uses_winograd(4)
+    np.testing.assert_allclose(fast(x), plain_twin(fast, x.shape)(x), rtol=1e-5, atol=1e-5)
+
+
+@backend_agnostic
+def test_winograd_auto_picks_wide_float32_layers_only():
+    def auto(cin, filters, **options):
+        return WinogradConv2D(filters, 3, padding="same", **options)._uses_winograd(cin)
+
+    assert auto(256, 256) and auto(128, 256)  # conv3_1 onwards in VGG16
+    assert not auto(128, 128) and not auto(64, 64)  # conv1_2 ... conv2_2: the transforms cost more than they save
+    assert not auto(256, 256, dtype="mixed_float16") and not auto(256, 256, dtype="mixed_bfloat16")
+    assert not auto(256, 256, algorithm="direct")
+    with pytest.raises(ValueError, match="algorithm"):
+        WinogradConv2D(4, 3, algorithm="fast")
+
+
+@backend_agnostic
+def test_winograd_conv_trains_like_conv2d():
+    x, y = images(2, 6, 9, 4), images(2, 6, 9, 5)
+    fast = WinogradConv2D(5, 3, padding="same", algorithm="winograd")
+    fast.build(x.shape)
+    twin = plain_twin(fast, x.shape)
+    np.testing.assert_allclose(_one_sgd_step(fast, x, y), _one_sgd_step(twin, x, y), rtol=1e-5, atol=1e-6)
+
+
 def _randomise_scores(model):
     # weights=None leaves the score layers at zero, which would hide the upsampling path.
     for layer in model.layers:
@@ -115,12 +167,16 @@ def fcn8s_pair():
     model = fcn8s(num_classes=4)
     _randomise_scores(model)
     plain = plain_layers(model)
-    assert not any(isinstance(layer, (PatchMatmulConv2D, DiagonalConv2DTranspose)) for layer in plain.layers)
+    fast_types = (PatchMatmulConv2D, DiagonalConv2DTranspose, WinogradConv2D)
+    assert not any(isinstance(layer, fast_types) for layer in plain.layers)
     return model, plain
 
 
 def test_fcn8s_equals_its_plain_formulation(fcn8s_pair):
     model, plain = fcn8s_pair
+    winograd = [layer.name for layer in model.layers if isinstance(layer, WinogradConv2D)
+                and layer._uses_winograd(layer.kernel.shape[2])]
+    assert winograd == [f"conv{block}_{i}" for block in (3, 4, 5) for i in (1, 2, 3)]
     x = images(2, 27, 18, 3) * 60  # odd sizes: every crop leaves a different remainder
     expected = keras.ops.convert_to_numpy(plain(x))
     assert np.abs(expected).max() > 1e-3  # the heads contribute, not just the biases
@@ -140,6 +196,7 @@ def test_fast_layers_round_trip_through_keras_files_in_safe_mode(tmp_path):
     x = PatchMatmulConv2D(4, 3, activation="relu", name="fc6")(inputs)
     x = DiagonalConv2DTranspose(4, 4, strides=2, use_bias=False, trainable=False,
                                 kernel_initializer=BilinearUpsamplingInitializer(), name="upscore")(x)
+    x = WinogradConv2D(3, 3, padding="same", algorithm="winograd", name="conv")(x)
     model = keras.Model(inputs, x)
     path = tmp_path / "fast.keras"
     model.save(path)
@@ -147,5 +204,6 @@ def test_fast_layers_round_trip_through_keras_files_in_safe_mode(tmp_path):
     assert type(loaded.get_layer("fc6")) is PatchMatmulConv2D
     assert type(loaded.get_layer("upscore")) is DiagonalConv2DTranspose
     assert not loaded.get_layer("upscore").trainable
+    assert type(loaded.get_layer("conv")) is WinogradConv2D and loaded.get_layer("conv").algorithm == "winograd"
     x = images(1, 9, 7, 3)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
