@@ -9,8 +9,9 @@ the absolute time, is what compares across runs.
 
 Variants: ``predict`` (``model.predict``), ``call`` (``tf.function`` of the model,
 XLA off), ``xla`` (``jit_compile=True``), ``saved_model`` (the exported serving
-signature), ``tflite`` (TFLite interpreter, XNNPACK), ``plain`` (``call`` with the
-plain Conv2D/Conv2DTranspose formulation: what the fast layers gain) and
+signature), ``tflite`` (TFLite interpreter, XNNPACK), ``plain`` (``call`` of
+``build_fcn(..., fast=False)``, the plain layer-by-layer network: what the exact
+fast formulations gain) and
 ``torch`` (the same network written plainly in PyTorch, same input and thread count).
 """
 
@@ -29,7 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 SIZES = (256, 500, 1024)
-KERAS_VARIANTS = ("call", "predict", "xla", "saved_model", "tflite")  # "call" first: it counts the FLOPs
+KERAS_VARIANTS = ("call", "predict", "xla", "saved_model", "tflite")
 THROUGHPUT = (320, 8)  # images/second at batch 8 of 320x320
 REFERENCE_SIZE = 500
 TARGETS = {"median_s": 1.0, "efficiency": 0.8, "torch_speedup": 2.0, "peak_rss_mb": 2048}
@@ -52,7 +53,6 @@ class Job:
 def plan(quick: bool) -> list[Job]:
     """The measurements of a full (or ``quick``: tiny, for CI) run, in order.
 
-    Every input shape has a ``call`` job first: it also counts the model's FLOPs.
     """
     if quick:
         # The peer is left out: tests/bench checks it against the Keras model directly.
@@ -77,15 +77,17 @@ def run(quick: bool = False) -> dict:
     threads = len(os.sched_getaffinity(0))
     jobs = [job for job in plan(quick) if job.variant != "torch" or _has_torch()]
     workdir = tempfile.mkdtemp(prefix="fcn_bench_")
-    flops, rows = {}, []
+    rows = []
     try:
+        counted = _spawn({"count_flops": sorted({job.size for job in jobs}), "workdir": workdir, "threads": threads})
+        if "error" in counted:
+            raise RuntimeError(f"counting the model's FLOPs failed: {counted['error']}")
+        flops = {int(size): value for size, value in counted["flops"].items()}
         if any(job.variant in ("saved_model", "tflite") for job in jobs):
             print("exporting FCN-8s to a SavedModel and TFLite (once, not timed)", flush=True)
             _spawn({"prepare": True, "workdir": workdir, "threads": threads})
         for i, job in enumerate(jobs):
             result = _spawn({**asdict(job), "threads": threads, "workdir": workdir})
-            if result.get("flops_per_image"):
-                flops[job.size] = result["flops_per_image"]
             rows.append(_row(job, result, flops.get(job.size)))
             _report(i + 1, len(jobs), rows[-1])
     finally:
@@ -147,7 +149,7 @@ def _row(job: Job, result: dict, flops: int | None) -> dict:
         peak_rss_mb=result["peak_rss_mb"],
         setup_peak_rss_mb=result["setup_peak_rss_mb"],
     )
-    if flops:  # counted by this shape's "call" measurement
+    if flops:
         achieved = flops * job.batch / median
         row.update(gflop_per_image=flops / 1e9, achieved_gflops=achieved / 1e9,
                    efficiency=achieved / result["matmul_flops"])
@@ -260,20 +262,33 @@ def _image(size: int, batch: int) -> np.ndarray:
     return (np.random.default_rng(0).normal(size=(batch, size, size, 3)) * 60).astype("float32")
 
 
-def _keras_model():
+def _keras_model(fast: bool = True):
     import keras
-    from fcn_keras.models import fcn8s
+    from fcn_keras.models import build_fcn
 
     keras.utils.set_random_seed(0)
-    return fcn8s(num_classes=21)
+    return build_fcn("fcn8s", num_classes=21, fast=fast)
+
+
+def _count_flops(sizes: list[int]) -> dict:
+    # Counted on the plain network: the reference's arithmetic, whatever the fast one skips.
+    from bench.flops import model_flops
+
+    model = _keras_model(fast=False)
+    return {"flops": {str(size): model_flops(model, size, size) for size in sizes}}
 
 
 def _prepare(workdir: str) -> dict:
     import tensorflow as tf
 
-    saved = os.path.join(workdir, "saved_model")
-    _keras_model().export(saved, format="tf_saved_model", verbose=False)
-    tflite = tf.lite.TFLiteConverter.from_saved_model(saved).convert()
+    from fcn_keras.models.fast_convolutions import WinogradConv2D, plain_layers
+
+    model = _keras_model()
+    model.export(os.path.join(workdir, "saved_model"), format="tf_saved_model", verbose=False)
+    # As fcn_keras.export.tflite converts it: TFLite runs its own 3x3 convolution kernels.
+    for_tflite = os.path.join(workdir, "for_tflite")
+    plain_layers(model, kinds=(WinogradConv2D,)).export(for_tflite, format="tf_saved_model", verbose=False)
+    tflite = tf.lite.TFLiteConverter.from_saved_model(for_tflite).convert()
     with open(os.path.join(workdir, "model.tflite"), "wb") as f:
         f.write(tflite)
     return {"prepared": True}
@@ -284,7 +299,6 @@ def _keras_worker(job: Job, workdir: str, threads: int) -> dict:
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     x = _image(job.size, job.batch)
-    flops = None
     if job.variant == "saved_model":
         loaded = tf.saved_model.load(os.path.join(workdir, "saved_model"))  # keep it: it owns the variables
         fn = lambda x: loaded.serve(x).numpy()  # noqa: E731
@@ -300,18 +314,10 @@ def _keras_worker(job: Job, workdir: str, threads: int) -> dict:
             interpreter.invoke()
             return interpreter.get_tensor(output)
     else:
-        model = _keras_model()
+        model = _keras_model(fast=job.variant != "plain")  # plain: the layer-by-layer network
         if job.variant == "predict":
             fn = lambda x: model.predict(x, batch_size=job.batch, verbose=0)  # noqa: E731
         else:
-            if job.variant == "plain":  # the plain Conv2D/Conv2DTranspose formulation
-                from fcn_keras.models.fast_convolutions import plain_layers
-
-                model = plain_layers(model)
-            if job.variant == "call":
-                from bench.flops import model_flops
-
-                flops = model_flops(model, job.size, job.size)
             call = tf.function(lambda x: model(x, training=False), jit_compile=job.variant == "xla")
             fn = lambda x: call(x).numpy()  # noqa: E731
     setup_peak = _start_peak_window()
@@ -322,7 +328,7 @@ def _keras_worker(job: Job, workdir: str, threads: int) -> dict:
     matmul = tf.function(lambda a: tf.matmul(a, a))
     _, matmul_s = _median_latency(lambda a: matmul(a).numpy(), a, 3)
     return {"median_s": median, "first_call_s": first, "setup_peak_rss_mb": setup_peak, "peak_rss_mb": peak,
-            "matmul_flops": 2 * job.matmul_size**3 / matmul_s, "flops_per_image": flops}
+            "matmul_flops": 2 * job.matmul_size**3 / matmul_s}
 
 
 def _torch_worker(job: Job, threads: int) -> dict:
@@ -348,6 +354,8 @@ def _worker(spec: dict) -> dict:
     workdir, threads = spec.pop("workdir"), spec.pop("threads")
     if spec.get("prepare"):
         return _prepare(workdir)
+    if "count_flops" in spec:
+        return _count_flops(spec["count_flops"])
     job = Job(**spec)
     if job.variant == "torch":
         return _torch_worker(job, threads)

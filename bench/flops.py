@@ -6,11 +6,15 @@ defines (the reference's ``C x C`` kernel, whatever shortcut a layer takes) and
 dense layers; nested models are counted through. Pooling, activations, crops
 and sums are left out: they are memory-bound and tiny next to the
 convolutions. For FCN-8s at 500x500 (700x700 after conv1_1's 100-pixel pad)
-this gives about 362 GFLOP, as stated in the reference facts.
+this gives about 362 GFLOP, as stated in the reference facts: count the plain
+network (``build_fcn(..., fast=False)``) for that figure. A layer called more
+than once counts every call, so the fast network, which skips the pad's
+constant margin, counts less (its Winograd and per-channel shortcuts are not
+seen: a layer counts what it defines, not how it computes it).
 
 Example:
-    >>> from fcn_keras.models import fcn8s
-    >>> round(model_flops(fcn8s(), 500, 500) / 1e9)
+    >>> from fcn_keras.models import build_fcn
+    >>> round(model_flops(build_fcn("fcn8s", fast=False), 500, 500) / 1e9)
     363
 """
 
@@ -52,9 +56,10 @@ def _count(model: keras.Model, input_shape: tuple) -> dict[str, int]:
         layer = node.operation
         in_shape, out_shape = tuple(specs[2 * i].shape), tuple(specs[2 * i + 1].shape)
         if isinstance(layer, keras.Model):
-            flops.update({f"{layer.name}/{k}": v for k, v in _count(layer, in_shape).items()})
+            for key, value in _count(layer, in_shape).items():
+                flops[f"{layer.name}/{key}"] = flops.get(f"{layer.name}/{key}", 0) + value
         else:
-            flops[layer.name] = _flops(layer, in_shape, out_shape)
+            flops[layer.name] = flops.get(layer.name, 0) + _flops(layer, in_shape, out_shape)
     return flops
 
 

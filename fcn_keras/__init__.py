@@ -14,13 +14,13 @@ Example:
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce", "preprocess_input", "__version__"]
+__all__ = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce", "build_fcn", "preprocess_input", "__version__"]
 
 
 # Lazy too, so that `fcn-keras --help` (fcn_keras.cli) does not wait for Keras to import.
 _LAZY_NAMES = {
     "fcn32s": "fcn_keras.models", "fcn16s": "fcn_keras.models", "fcn8s": "fcn_keras.models",
-    "fcn8s_atonce": "fcn_keras.models", "preprocess_input": "fcn_keras.preprocessing",
+    "fcn8s_atonce": "fcn_keras.models", "build_fcn": "fcn_keras.models", "preprocess_input": "fcn_keras.preprocessing",
 }
 
 

@@ -49,7 +49,7 @@ class PatchMatmulConv2D(keras.layers.Conv2D):
     Example:
         >>> import numpy as np
         >>> layer = PatchMatmulConv2D(8, 3, name="fc6")
-        >>> layer(np.ones((1, 5, 6, 4), "float32")).shape
+        >>> tuple(layer(np.ones((1, 5, 6, 4), "float32")).shape)
         (1, 3, 4, 8)
     """
 
@@ -102,7 +102,7 @@ class DiagonalConv2DTranspose(keras.layers.Conv2DTranspose):
         >>> from fcn_keras.models.layers import BilinearUpsamplingInitializer
         >>> up = DiagonalConv2DTranspose(3, 4, strides=2, use_bias=False,
         ...                              kernel_initializer=BilinearUpsamplingInitializer(), trainable=False)
-        >>> up(np.ones((1, 5, 5, 3), "float32")).shape
+        >>> tuple(up(np.ones((1, 5, 5, 3), "float32")).shape)
         (1, 12, 12, 3)
     """
 
@@ -209,7 +209,7 @@ class WinogradConv2D(keras.layers.Conv2D):
     Example:
         >>> import numpy as np
         >>> layer = WinogradConv2D(8, 3, padding="same", algorithm="winograd")
-        >>> layer(np.ones((1, 9, 7, 4), "float32")).shape
+        >>> tuple(layer(np.ones((1, 9, 7, 4), "float32")).shape)
         (1, 9, 7, 8)
     """
 

@@ -60,10 +60,10 @@ HEADS: dict[str, Head] = {
 }
 
 
-def _upsampling(name: str, num_classes: int, factor: int, padding: str, trainable: bool) -> layers.Layer:
+def _upsampling(name: str, num_classes: int, factor: int, padding: str, trainable: bool, fast: bool) -> layers.Layer:
     # Bilinear, channel-diagonal, no bias; fixed (lr_mult 0) in the reference. While fixed
     # and diagonal it runs per channel (C times less arithmetic than the dense C x C form).
-    return DiagonalConv2DTranspose(
+    return (DiagonalConv2DTranspose if fast else layers.Conv2DTranspose)(
         num_classes, 2 * factor, strides=factor, padding=padding, use_bias=False,
         kernel_initializer=BilinearUpsamplingInitializer(), trainable=trainable, name=name,
     )
@@ -82,10 +82,15 @@ def build_fcn(
     weights: str | None = None,
     backbone: str = "vgg16",
     name: str | None = None,
+    *,
+    fast: bool = True,
 ) -> keras.Model:
     """Builds any FCN of :data:`HEADS` over any backbone of :data:`backbones.BACKBONES`.
 
     Arguments are those of :func:`fcn8s`; ``architecture`` is a key of ``HEADS``.
+    ``fast=False`` builds the plain layer-by-layer network (same weights, same
+    outputs to float rounding, more arithmetic): for checking and measuring the
+    exact fast formulations, or for a runtime that brings its own.
 
     Example:
         >>> build_fcn("fcn16s", num_classes=5, backbone="mobilenet_v2").output_shape
@@ -102,7 +107,7 @@ def build_fcn(
     inputs = keras.Input(tuple(input_shape), name="image")
     x = Preprocessing(spec.preprocessing, name="preprocessing")(inputs) if include_preprocessing else inputs
     if spec.reference:
-        features = backbones.vgg16_trunk(x)
+        features = backbones.vgg16_trunk(x, fast=fast)
         padding = "valid"
     else:
         features = backbones.application_trunk(spec, x, weights)
@@ -110,7 +115,7 @@ def build_fcn(
 
     scores = _score("score_fr", num_classes)(features[32])
     for skip in head.skips:
-        upsampled = _upsampling(skip.upsample, num_classes, 2, padding, trainable_upsampling)(scores)
+        upsampled = _upsampling(skip.upsample, num_classes, 2, padding, trainable_upsampling, fast)(scores)
         source = features[skip.stride]
         if skip.scale is not None:
             source = Scale(skip.scale, name=f"scale_{skip.source}")(source)
@@ -118,7 +123,7 @@ def build_fcn(
         if spec.reference:
             skip_scores = CropToReference(skip.offset, name=f"{skip.score}c")([skip_scores, upsampled])
         scores = layers.Add(name=f"fuse_{skip.source}")([upsampled, skip_scores])
-    upsampled = _upsampling(head.upsample, num_classes, head.factor, padding, trainable_upsampling)(scores)
+    upsampled = _upsampling(head.upsample, num_classes, head.factor, padding, trainable_upsampling, fast)(scores)
     # The final crop also removes the non-reference backbones' bottom/right padding,
     # and returns float32 logits under any mixed-precision policy.
     offset = head.offset if spec.reference else 0

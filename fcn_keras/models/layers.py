@@ -77,7 +77,7 @@ class CropToReference(keras.layers.Layer):
     Example:
         >>> import numpy as np
         >>> x, ref = np.arange(36.0).reshape(1, 6, 6, 1), np.zeros((1, 3, 2, 5))
-        >>> CropToReference(2)([x, ref])[0, :, :, 0].tolist()
+        >>> keras.ops.convert_to_numpy(CropToReference(2)([x, ref]))[0, :, :, 0].tolist()
         [[14.0, 15.0], [20.0, 21.0], [26.0, 27.0]]
     """
 

@@ -38,9 +38,9 @@ def test_runner_rejects_unknown_benchmarks(tmp_path):
 
 @pytest.fixture(scope="module")
 def fcn8s_model():
-    from fcn_keras.models import fcn8s
+    from fcn_keras.models import build_fcn
 
-    return fcn8s(num_classes=3)
+    return build_fcn("fcn8s", num_classes=3, fast=False)  # the reference's layer-by-layer network
 
 
 def test_flops_match_the_reference_geometry(fcn8s_model):
@@ -55,6 +55,23 @@ def test_flops_match_the_reference_geometry(fcn8s_model):
     assert 360e9 < sum(flops.values()) < 364e9
     assert sum(layer_flops(fcn8s_model, 320, 320, batch=8).values()) == 8 * sum(
         layer_flops(fcn8s_model, 320, 320).values())
+
+
+def test_flops_count_every_call_of_a_shared_layer():
+    from bench.flops import layer_flops
+    from fcn_keras.models import fcn32s
+
+    # The fast trunk runs conv1_1 ... conv3_3 twice: on the image's core and on the small
+    # background proxy; together they are about half the plain network's work at 500x500.
+    fast, plain = layer_flops(fcn32s(num_classes=3), 500, 500), layer_flops(_plain_fcn32s(), 500, 500)
+    assert fast.keys() == plain.keys() and fast["fc6"] == plain["fc6"] and fast["conv4_1"] == plain["conv4_1"]
+    assert 0.45 * plain["conv1_2"] < fast["conv1_2"] < 0.6 * plain["conv1_2"]
+
+
+def _plain_fcn32s():
+    from fcn_keras.models import build_fcn
+
+    return build_fcn("fcn32s", num_classes=3, fast=False)
 
 
 def test_torch_peer_computes_the_same_network(fcn8s_model):

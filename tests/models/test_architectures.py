@@ -62,11 +62,14 @@ def test_output_equals_input_size(models, size):
 
 def test_reference_geometry_at_500():
     """Intermediate sizes for a 500x500 input, as listed in the reference."""
-    model = fcn_keras.fcn8s(input_shape=(500, 500, 3))
-    sizes = {layer.name: layer.output.shape[1] for layer in model.layers}
-    assert (sizes["pool3"], sizes["pool4"], sizes["pool5"], sizes["fc7"]) == (88, 44, 22, 16)
-    assert (sizes["upscore2"], sizes["upscore_pool4"], sizes["upscore8"], sizes["score"]) == (34, 70, 568, 500)
-    assert model.get_layer("pad1").padding == ((100, 100), (100, 100))
+    plain = fcn_keras.build_fcn("fcn8s", input_shape=(500, 500, 3), fast=False)
+    model = fcn_keras.fcn8s(input_shape=(500, 500, 3))  # its blocks 1-3 skip the pad's constant margin
+    assert plain.get_layer("pad1").padding == ((100, 100), (100, 100))
+    assert [plain.get_layer(f"pool{i}").output.shape[1] for i in (1, 2)] == [349, 175]
+    for net in (plain, model):
+        sizes = {layer.name: layer.output.shape[1] for layer in net.layers if len(layer._inbound_nodes) == 1}
+        assert (sizes["pool3"], sizes["pool4"], sizes["pool5"], sizes["fc7"]) == (88, 44, 22, 16)
+        assert (sizes["upscore2"], sizes["upscore_pool4"], sizes["upscore8"], sizes["score"]) == (34, 70, 568, 500)
     assert model.get_layer("fc6").kernel_size == (7, 7) and model.get_layer("fc6").padding == "valid"
     for name in ("pool1", "pool2", "pool3", "pool4", "pool5"):  # Caffe's ceil-mode pooling
         assert model.get_layer(name).padding == "same"

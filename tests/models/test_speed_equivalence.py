@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import keras
 
-from fcn_keras.models import fcn8s
+from fcn_keras.models import build_fcn, margin
 from fcn_keras.models.fast_convolutions import DiagonalConv2DTranspose, PatchMatmulConv2D, WinogradConv2D, plain_layers
 from fcn_keras.models.layers import BilinearUpsamplingInitializer
 
@@ -162,12 +162,20 @@ def _randomise_scores(model):
             layer.set_weights([RNG.normal(size=w.shape).astype("float32") * 0.05 for w in layer.get_weights()])
 
 
+def _same_weights(source: keras.Model, target: keras.Model) -> keras.Model:
+    for layer in target.layers:
+        if layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+    return target
+
+
 @pytest.fixture(scope="module")
 def fcn8s_pair():
-    model = fcn8s(num_classes=4)
+    """The fast FCN-8s and the plain layer-by-layer one (``fast=False``) with the same weights."""
+    model = build_fcn("fcn8s", num_classes=4)
     _randomise_scores(model)
-    plain = plain_layers(model)
-    fast_types = (PatchMatmulConv2D, DiagonalConv2DTranspose, WinogradConv2D)
+    plain = _same_weights(model, build_fcn("fcn8s", num_classes=4, fast=False))
+    fast_types = (PatchMatmulConv2D, DiagonalConv2DTranspose, WinogradConv2D, margin.MarginProxy)
     assert not any(isinstance(layer, fast_types) for layer in plain.layers)
     return model, plain
 
@@ -177,10 +185,45 @@ def test_fcn8s_equals_its_plain_formulation(fcn8s_pair):
     winograd = [layer.name for layer in model.layers if isinstance(layer, WinogradConv2D)
                 and layer._uses_winograd(layer.kernel.shape[2])]
     assert winograd == [f"conv{block}_{i}" for block in (3, 4, 5) for i in (1, 2, 3)]
-    x = images(2, 27, 18, 3) * 60  # odd sizes: every crop leaves a different remainder
-    expected = keras.ops.convert_to_numpy(plain(x))
-    assert np.abs(expected).max() > 1e-3  # the heads contribute, not just the biases
-    np.testing.assert_allclose(model(x), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    # Every remainder of height and width modulo 4 (the margin's pooling alignment), a batch
+    # of different images, and an image smaller than one Winograd tile.
+    for shape in [(2, 27, 18), (1, 1, 2), (1, 6, 3), (2, 4, 5), (1, 11, 12), (1, 29, 20)]:
+        x = images(*shape, 3) * 60
+        expected = keras.ops.convert_to_numpy(plain(x))
+        assert np.abs(expected).max() > 1e-3  # the heads contribute, not just the biases
+        np.testing.assert_allclose(model(x), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max(), err_msg=shape)
+    # The margin-free blocks hand over the full padded map: pool3 itself is equal.
+    x = images(1, 13, 10, 3) * 60
+    fast_pool3, plain_pool3 = (keras.ops.convert_to_numpy(keras.Model(m.inputs, m.get_layer("pool3").output)(x))
+                               for m in (model, plain))
+    assert fast_pool3.shape == plain_pool3.shape == (1, 27, 26, 256)
+    np.testing.assert_allclose(fast_pool3, plain_pool3, rtol=1e-4, atol=1e-4 * np.abs(plain_pool3).max())
+
+
+def test_the_margin_free_trunk_trains_like_the_padded_one():
+    # Gradients reach conv1_1 ... conv3_3 through both the image's core and the background proxy.
+    x = images(2, 9, 14, 3) * 60
+    y = np.stack([RNG.integers(0, 3, (9, 14)) for _ in range(2)])
+    initial, trained = None, []
+    for fast in (True, False):
+        model = build_fcn("fcn32s", num_classes=3, fast=fast)
+        if initial is None:
+            _randomise_scores(model)
+            initial = {w.path: keras.ops.convert_to_numpy(w) for w in model.weights}
+        else:
+            for w in model.weights:
+                w.assign(initial[w.path])
+        for name in ("drop6", "drop7"):  # the same step for both: no random dropout masks
+            model.get_layer(name).rate = 0.0
+        # A large step: the update must dwarf the weights' float32 spacing to compare gradients.
+        model.compile(optimizer=keras.optimizers.SGD(10.0), loss=keras.losses.SparseCategoricalCrossentropy(True))
+        model.train_on_batch(x, y)
+        trained.append({w.path: keras.ops.convert_to_numpy(w) for w in model.weights})
+    for name in ("conv1_1/kernel", "conv2_2/kernel", "conv3_3/bias", "fc6/kernel"):
+        fast_step, plain_step = trained[0][name] - initial[name], trained[1][name] - initial[name]
+        # Sums over thousands of positions that largely cancel: compare as vectors.
+        assert np.linalg.norm(plain_step) > 0, name
+        assert np.linalg.norm(fast_step - plain_step) < 1e-3 * np.linalg.norm(plain_step), name
 
 
 def test_variables_keep_the_reference_names_and_shapes(fcn8s_pair):
@@ -205,5 +248,7 @@ def test_fast_layers_round_trip_through_keras_files_in_safe_mode(tmp_path):
     assert type(loaded.get_layer("upscore")) is DiagonalConv2DTranspose
     assert not loaded.get_layer("upscore").trainable
     assert type(loaded.get_layer("conv")) is WinogradConv2D and loaded.get_layer("conv").algorithm == "winograd"
+    fast_types = (PatchMatmulConv2D, DiagonalConv2DTranspose, WinogradConv2D)
+    assert not any(isinstance(layer, fast_types) for layer in plain_layers(model).layers)
     x = images(1, 9, 7, 3)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
