@@ -173,16 +173,22 @@ _G_2D = np.einsum("hi,wj->whij", _G, _G).reshape(36, 9)
 _WINOGRAD_MIN_WIDTH = 80
 
 
-def _cpu_only() -> bool:
-    # GPU convolution libraries pick their own (often Winograd) algorithms, far faster
-    # than one spelled out in framework ops.
-    global _CPU_ONLY
-    if _CPU_ONLY is None:
-        _CPU_ONLY = all(device.lower().startswith("cpu") for device in keras.distribution.list_devices())
-    return _CPU_ONLY
+def _winograd_pays() -> bool:
+    """Whether ``algorithm="auto"`` picks Winograd on this machine and backend.
+
+    Measured on TensorFlow's CPU kernels (oneDNN), where the direct convolution
+    already runs at the matmul rate. GPU convolution libraries choose their own
+    (often Winograd) algorithms, far faster than one spelled out in framework
+    ops; other backends' CPU convolutions were not measured against it.
+    """
+    global _WINOGRAD_PAYS
+    if _WINOGRAD_PAYS is None:
+        cpu_only = all(device.lower().startswith("cpu") for device in keras.distribution.list_devices())
+        _WINOGRAD_PAYS = cpu_only and keras.backend.backend() == "tensorflow"
+    return _WINOGRAD_PAYS
 
 
-_CPU_ONLY = None
+_WINOGRAD_PAYS = None
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -200,10 +206,10 @@ class WinogradConv2D(keras.layers.Conv2D):
     tests' tolerance). The kernel keeps its ``(3, 3, cin, filters)`` shape and
     trains as usual: the transforms are differentiable ops on it.
 
-    ``algorithm="auto"`` (default) uses it for float32 computation on CPU-only
-    machines when the channels are wide enough for it to pay
-    (``cin * filters / (cin + filters) >= 80``); ``"winograd"`` always (where
-    covered), ``"direct"`` never. Half-precision policies always run direct:
+    ``algorithm="auto"`` (default) uses it for float32 computation with
+    TensorFlow on CPU-only machines, where it was measured, when the channels
+    are wide enough for it to pay (``cin * filters / (cin + filters) >= 80``);
+    ``"winograd"`` always (where covered, on any backend), ``"direct"`` never. Half-precision policies always run direct:
     the transforms' coefficients (up to 8 and 1/24) cost too much precision.
 
     Example:
@@ -236,7 +242,7 @@ class WinogradConv2D(keras.layers.Conv2D):
         if self.algorithm == "winograd":
             return True
         wide = cin * self.filters / (cin + self.filters) >= _WINOGRAD_MIN_WIDTH
-        return wide and self.compute_dtype == "float32" and _cpu_only()
+        return wide and self.compute_dtype == "float32" and _winograd_pays()
 
     def convolution_op(self, inputs, kernel):
         cin, filters = kernel.shape[2], kernel.shape[3]
