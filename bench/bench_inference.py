@@ -303,7 +303,11 @@ def _keras_worker(job: Job, workdir: str, threads: int) -> dict:
         loaded = tf.saved_model.load(os.path.join(workdir, "saved_model"))  # keep it: it owns the variables
         fn = lambda x: loaded.serve(x).numpy()  # noqa: E731
     elif job.variant == "tflite":
-        interpreter = tf.lite.Interpreter(os.path.join(workdir, "model.tflite"), num_threads=threads)
+        # LiteRT, as fcn_keras.export runs files: TF 2.21's deprecated tf.lite.Interpreter
+        # crashes (heap corruption) on this model's dynamic-size graph, LiteRT does not.
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(os.path.join(workdir, "model.tflite"), num_threads=threads)
         index = interpreter.get_input_details()[0]["index"]
         interpreter.resize_tensor_input(index, x.shape)
         interpreter.allocate_tensors()
