@@ -11,6 +11,44 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FCN_KERAS_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 
 
+# `make test` runs both passes on two xdist workers, `-n 2 --dist loadscope`: each scope runs in one
+# worker, so its fixtures are built once. A scope is a module, except that cli/ (one reduced demo
+# run) and export/ (one MobileNetV2 FCN and its SavedModel) share session fixtures across modules.
+_SHARED_BY_PACKAGE = ("cli", "export")
+# The longest scopes start first, so that the two workers finish together (order only; any name may go).
+_LONGEST_FIRST = ("tests/training/test_training.py", "tests/export", "tests/training/test_slow_recipes.py",
+                  "tests/models/test_architectures.py", "tests/models/test_backbones.py",
+                  "tests/models/test_backends.py", "tests/models/test_convolutionalize.py")
+
+
+def _scope(nodeid: str) -> str:
+    parts = nodeid.split("::", 1)[0].split("/")
+    return "/".join(parts[:2]) if len(parts) > 2 and parts[1] in _SHARED_BY_PACKAGE else "/".join(parts)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        ordered = False
+
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            if not self.ordered:
+                for scope in reversed(_LONGEST_FIRST):
+                    if scope in self.workqueue:
+                        self.workqueue.move_to_end(scope, last=False)
+                self.ordered = True
+            super()._assign_work_unit(node)
+
+    return Scheduling(config, log)
+
+
 def _shared(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.is_dir():
