@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,11 @@ SHARED_DATA = Path(os.environ.get("FCN_KERAS_SHARED_DATA", PROJECT_ROOT.parent /
 # run) and export/ (one MobileNetV2 FCN and its SavedModel) share session fixtures across modules.
 _SHARED_BY_PACKAGE = ("cli", "export")
 # The longest scopes start first, so that the two workers finish together (order only; any name may go).
-_LONGEST_FIRST = ("tests/training/test_training.py", "tests/export", "tests/training/test_slow_recipes.py",
-                  "tests/models/test_architectures.py", "tests/models/test_backbones.py",
-                  "tests/models/test_backends.py", "tests/models/test_convolutionalize.py")
+_LONGEST_FIRST = ("tests/training/test_training.py", "tests/export", "tests/models/test_architectures.py",
+                  "tests/models/test_backbones.py", "tests/models/test_convolutionalize.py",
+                  "tests/training/test_slow_recipes.py", "tests/models/test_backends.py",
+                  "tests/models/test_precision_and_errors.py", "tests/zoo/test_zoo_load.py",
+                  "tests/models/test_serialization.py")
 
 
 def _scope(nodeid: str) -> str:
@@ -47,6 +51,33 @@ def pytest_xdist_make_scheduler(config, log):
             super()._assign_work_unit(node)
 
     return Scheduling(config, log)
+
+
+# JAX compiles every op for every new shape (models run eagerly, op by op). The xdist workers of one
+# JAX run share what they compiled through JAX's persistent cache in a temporary directory, so each
+# program is compiled once per run rather than once per worker; the directory goes at the end.
+_JAX_CACHE = "FCN_KERAS_TEST_JAX_CACHE"
+
+
+def pytest_configure(config):
+    if os.environ.get("KERAS_BACKEND") != "jax":
+        return
+    if not hasattr(config, "workerinput"):  # the xdist controller, or a run without workers
+        if getattr(config.option, "numprocesses", None) and not os.environ.get(_JAX_CACHE):
+            config._fcn_keras_jax_cache = os.environ[_JAX_CACHE] = tempfile.mkdtemp(prefix="fcn-keras-jax-")
+    elif os.environ.get(_JAX_CACHE):  # a worker: its environment came from the controller
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", os.environ[_JAX_CACHE])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def pytest_unconfigure(config):
+    directory = getattr(config, "_fcn_keras_jax_cache", None)
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.environ.pop(_JAX_CACHE, None)
 
 
 def _shared(name: str) -> Path:
