@@ -16,6 +16,8 @@ SHARED_DATA = Path(os.environ.get("FCN_KERAS_SHARED_DATA", PROJECT_ROOT.parent /
 # `make test` runs both passes on two xdist workers, `-n 2 --dist loadscope`: each scope runs in one
 # worker, so its fixtures are built once. A scope is a module, except that cli/ (one reduced demo
 # run) and export/ (one MobileNetV2 FCN and its SavedModel) share session fixtures across modules.
+# (A scheduler of our own, not xdist_group marks: `--dist loadgroup` ignores them under pytest 9,
+# whose nodes no longer read the `_nodeid` that xdist 3.8 rewrites.)
 _SHARED_BY_PACKAGE = ("cli", "export")
 # The longest scopes start first, so that the two workers finish together (order only; any name may go).
 _LONGEST_FIRST = ("tests/training/test_training.py", "tests/export", "tests/models/test_architectures.py",
