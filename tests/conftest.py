@@ -19,17 +19,40 @@ SHARED_DATA = Path(os.environ.get("FCN_KERAS_SHARED_DATA", PROJECT_ROOT.parent /
 # (A scheduler of our own, not xdist_group marks: `--dist loadgroup` ignores them under pytest 9,
 # whose nodes no longer read the `_nodeid` that xdist 3.8 rewrites.)
 _SHARED_BY_PACKAGE = ("cli", "export")
+# Modules that hold full-size (134M-parameter) VGG16 models and their 0.5 GB weight files. On
+# TensorFlow they form one scope, so that only one worker at a time holds such models: two at once
+# need more memory than a CI box may have. (On JAX they are where the compiling is, and stay apart.)
+_FULL_SIZE_VGG16 = ("tests/models/test_architectures.py", "tests/models/test_convolutionalize.py",
+                    "tests/models/test_layers.py", "tests/models/test_precision_and_errors.py",
+                    "tests/models/test_serialization.py", "tests/zoo/test_conversion.py",
+                    "tests/zoo/test_zoo_load.py", "tests/bench/test_bench.py")
+_FULL_SIZE_SCOPE = "full-size VGG16 modules"
 # The longest scopes start first, so that the two workers finish together (order only; any name may go).
-_LONGEST_FIRST = ("tests/training/test_training.py", "tests/export", "tests/models/test_architectures.py",
-                  "tests/models/test_backbones.py", "tests/models/test_convolutionalize.py",
-                  "tests/training/test_slow_recipes.py", "tests/models/test_backends.py",
-                  "tests/models/test_precision_and_errors.py", "tests/zoo/test_zoo_load.py",
-                  "tests/models/test_serialization.py")
+_LONGEST_FIRST = (_FULL_SIZE_SCOPE, "tests/training/test_training.py", "tests/export",
+                  "tests/models/test_architectures.py", "tests/models/test_backbones.py",
+                  "tests/models/test_convolutionalize.py", "tests/training/test_slow_recipes.py",
+                  "tests/models/test_backends.py", "tests/models/test_precision_and_errors.py",
+                  "tests/zoo/test_zoo_load.py", "tests/models/test_serialization.py")
 
 
 def _scope(nodeid: str) -> str:
-    parts = nodeid.split("::", 1)[0].split("/")
-    return "/".join(parts[:2]) if len(parts) > 2 and parts[1] in _SHARED_BY_PACKAGE else "/".join(parts)
+    path = nodeid.split("::", 1)[0]
+    parts = path.split("/")
+    if path in _FULL_SIZE_VGG16 and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        return _FULL_SIZE_SCOPE
+    return "/".join(parts[:2]) if len(parts) > 2 and parts[1] in _SHARED_BY_PACKAGE else path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_models():
+    """After each module, Keras' global state and the module's models go (a worker runs many modules)."""
+    yield
+    import gc
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    gc.collect()
 
 
 @pytest.hookimpl(optionalhook=True)
