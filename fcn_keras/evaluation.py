@@ -47,7 +47,8 @@ def evaluate(
         batch_size: examples per forward pass for 3-D elements; results equal batch 1.
         ignore_label: label value that is not counted.
         out_json: write the scores here (atomically).
-        confusion_png: save the row-normalised confusion matrix as a PNG here.
+        confusion_png: save the row-normalised confusion matrix as a PNG here (atomically), drawn by
+            :func:`fcn_keras.viz.confusion_matrix_image` (needs matplotlib: the ``viz`` extra).
         verbose: 1 shows a progress bar and prints the table; 0 is silent.
 
     Returns:
@@ -108,7 +109,9 @@ def evaluate(
     if out_json is not None:
         _write_json(Path(out_json), result, names)
     if confusion_png is not None:
-        save_confusion_png(hist, confusion_png, names)
+        from fcn_keras import viz  # charts are optional (matplotlib): imported only when asked for
+
+        viz.save_image(viz.confusion_matrix_image(hist, names), confusion_png)
     return result
 
 
@@ -121,34 +124,6 @@ def format_scores(result: dict) -> str:
     for name, value in result["per_class_iou"].items():
         lines.append(f"{name:>24}: {'   n/a' if value is None else f'{100 * value:6.2f}'}")
     return "\n".join(lines)
-
-
-def save_confusion_png(hist: np.ndarray, path: str | os.PathLike, class_names: Sequence[str] | None = None,
-                       cell: int = 24) -> Path:
-    """Saves the row-normalised confusion matrix (rows: truth, columns: prediction) as a PNG, atomically."""
-    from PIL import Image, ImageDraw
-
-    hist = np.asarray(hist, np.float64)
-    n = hist.shape[0]
-    names = _class_names(class_names, n)
-    rows = hist.sum(1, keepdims=True)
-    norm = np.divide(hist, rows, out=np.zeros_like(hist), where=rows > 0)
-    margin = 8 + 7 * max(len(s) for s in names)
-    size = margin + n * cell
-    image = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(image)
-    for i in range(n):
-        draw.text((4, margin + i * cell + cell // 3), names[i], fill="black")
-        draw.text((margin + i * cell + 2, 4), str(i), fill="black")
-        for j in range(n):
-            shade = int(round(255 * (1 - norm[i, j])))
-            x, y = margin + j * cell, margin + i * cell
-            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(shade, shade, 255), outline=(220, 220, 220))
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    image.save(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def _write_json(path: Path, result: dict, names: Sequence[str]) -> None:

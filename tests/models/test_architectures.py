@@ -50,8 +50,14 @@ def test_parameter_counts_follow_the_reference_table(models):
         assert model.count_params() == TRUNK_PARAMS + head_params(arch, 3), arch
 
 
+SIZES = [(1, 1), (1, 2), (2, 1), (3, 5), (16, 17), (31, 32), (33, 33), (64, 63), (97, 100)]
+# JAX compiles every op anew for each size: there, three of them (tiny and asymmetric, just past a
+# multiple of 32, large with odd and even sides); TensorFlow runs all nine.
+JAX_SIZES = [(1, 2), (33, 33), (97, 100)]
+
+
 @pytest.mark.backend_agnostic
-@pytest.mark.parametrize("size", [(1, 1), (1, 2), (2, 1), (3, 5), (16, 17), (31, 32), (33, 33), (64, 63), (97, 100)])
+@pytest.mark.parametrize("size", JAX_SIZES if keras.backend.backend() == "jax" else SIZES)
 def test_output_equals_input_size(models, size):
     x = np.random.default_rng(0).uniform(-50, 50, (1, *size, 3)).astype("float32")
     for arch, model in models.items():

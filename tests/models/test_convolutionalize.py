@@ -28,6 +28,12 @@ def vgg():
     return model
 
 
+@pytest.fixture(scope="module")
+def conv(vgg):
+    """``vgg`` convolutionalized (once: two tests read it)."""
+    return convolutionalize(vgg)
+
+
 def write_applications_h5(model: keras.Model, path, overrides: dict | None = None, stop_after: str | None = None):
     """Writes weights in keras.applications' downloadable .h5 layout (the legacy Keras format).
 
@@ -52,8 +58,7 @@ def write_applications_h5(model: keras.Model, path, overrides: dict | None = Non
         f.attrs["keras_version"] = b"2.2.4"
 
 
-def test_convolutionalized_vgg16_equals_vgg16_on_224(vgg):
-    conv = convolutionalize(vgg)
+def test_convolutionalized_vgg16_equals_vgg16_on_224(vgg, conv):
     assert conv.input_shape == (None, None, None, 3)
     assert conv.get_layer("fc1").kernel.shape == (7, 7, 512, 4096)
     assert conv.get_layer("fc2").kernel.shape == (1, 1, 4096, 4096)
@@ -65,9 +70,8 @@ def test_convolutionalized_vgg16_equals_vgg16_on_224(vgg):
     np.testing.assert_allclose(got[:, 0, 0], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
-def test_convolutionalized_vgg16_gives_a_stride_32_map(vgg):
+def test_convolutionalized_vgg16_gives_a_stride_32_map(vgg, conv):
     """On 256x320 the output is the classifier applied to every 7x7 window of pool5."""
-    conv = convolutionalize(vgg)
     x = np.random.default_rng(2).uniform(-100, 100, (1, 256, 320, 3)).astype("float32")
     got = conv.predict(x, verbose=0)
     assert got.shape == (1, 2, 4, 1000)

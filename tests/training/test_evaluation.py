@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -50,8 +51,12 @@ def test_scores_exact_and_batches_equal_batch_one(tmp_path, capsys):
     assert saved["class_names"] == ["sky", "road", "car"]
     assert saved["per_class_iou"]["car"] == pytest.approx(expected["per_class_iou"][2])
     assert np.array(saved["confusion_matrix"]).sum() == sum(int((l != 255).sum()) for _, l in examples)
+    # The PNG is viz's confusion-matrix chart of exactly these counts (one renderer for the project).
+    from fcn_keras import viz
+
     with Image.open(tmp_path / "c.png") as png:
-        assert png.size[0] > 3 * 24
+        np.testing.assert_array_equal(np.asarray(png.convert("RGB")),
+                                      viz.confusion_matrix_image(expected["confusion_matrix"], ["sky", "road", "car"]))
 
 
 def test_padded_batches_from_the_pipeline_exclude_padding():
@@ -79,3 +84,12 @@ def test_bad_arguments():
         evaluate(model, examples, 4, verbose=0)
     with pytest.raises(ValueError, match="batch_size"):
         evaluate(model, examples, 3, batch_size=0)
+
+
+def test_scores_need_no_matplotlib_and_the_png_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if the viz extra were not installed
+    model, examples = _model(), _examples(2)
+    assert evaluate(model, examples, 3, verbose=0)["num_images"] == 2
+    with pytest.raises(ImportError, match=r"fcn_keras\[viz\]"):
+        evaluate(model, examples, 3, verbose=0, confusion_png=tmp_path / "c.png")
+    assert not (tmp_path / "c.png").exists()

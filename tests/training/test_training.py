@@ -48,7 +48,8 @@ def _weights(path):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One uninterrupted run, one killed after 11 steps and then resumed; 8 steps without dropout
-    (dropout masks of a batch of 2 and of two batches of 1 differ) on one device and on 2 mirrored CPUs."""
+    (dropout masks of a batch of 2 and of two batches of 1 differ) on 2 mirrored CPUs and then, in the
+    same process, on one device (the default strategy: no replicas)."""
     base = tmp_path_factory.mktemp("runs")
     full = _start(base / "full")
     killed = _start(base / "resumed", "--kill-after", 11)
@@ -56,11 +57,12 @@ def runs(tmp_path_factory):
     state = json.loads((base / "resumed" / "resume" / "latest.json").read_text())
     resumed = _start(base / "resumed")
     full_output = _finish(full)
-    no_dropout = {"FCN_TINY_DROPOUT": "0"}
-    single = _start(base / "single", "--steps", 8, env=no_dropout)
+    mirrored = _start(base / "mirrored", "--steps", 8, "--logical-cpus", 2, "--strategy", "mirrored",
+                      "--then-one-device", base / "single", env={"FCN_TINY_DROPOUT": "0"})
     resumed_output = _finish(resumed)
-    mirrored = _start(base / "mirrored", "--steps", 8, "--logical-cpus", 2, "--strategy", "mirrored", env=no_dropout)
-    single_output, mirrored_output = _finish(single), _finish(mirrored)
+    both = _finish(mirrored)
+    assert both.count("RESULT global_step 8") == 2, both[-4000:]
+    mirrored_output, single_output = both.split("RESULT global_step 8", 1)
     return {"base": base, "state_at_kill": state,
             "outputs": (full_output, killed_output, resumed_output, single_output, mirrored_output)}
 

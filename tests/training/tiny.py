@@ -4,7 +4,8 @@ The training machinery (resume, distribution, logs) does not depend on the
 encoder, so these tests register a five-convolution encoder (strides 8/16/32,
 with BatchNorm statistics and dropout RNG state to restore) instead of paying for
 MobileNetV2's graph on a shared 2-core machine. ``python tests/training/tiny.py
-OUT [--kill-at N] [--strategy S] [--logical-cpus K]`` trains it in a fresh process.
+OUT [--kill-after N] [--strategy S] [--logical-cpus K] [--steps N] [--then-one-device OUT2]`` trains it
+in a fresh process.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def main(argv=None) -> None:
     parser.add_argument("--strategy", default=None)
     parser.add_argument("--logical-cpus", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--then-one-device", default=None,
+                        help="then train the same steps again into this directory without a strategy (one device)")
     args = parser.parse_args(argv)
     if args.logical_cpus:
         import tensorflow as tf
@@ -88,9 +91,11 @@ def main(argv=None) -> None:
     from fcn_keras.training import train
 
     callbacks = [KillAt(args.kill_after)] if args.kill_after else []
-    result = train(tiny_recipe(), args.out, strategy=args.strategy, steps=args.steps, verbose=2, callbacks=callbacks)
-    print("replicas:", result["model_object"].distribute_strategy.num_replicas_in_sync)
-    print("RESULT global_step", result["global_step"], "resumed_from", result["resumed_from"])
+    runs = [(args.out, args.strategy)] + ([(args.then_one_device, None)] if args.then_one_device else [])
+    for out, strategy in runs:  # a second run here saves starting TensorFlow in another process
+        result = train(tiny_recipe(), out, strategy=strategy, steps=args.steps, verbose=2, callbacks=callbacks)
+        print("replicas:", result["model_object"].distribute_strategy.num_replicas_in_sync)
+        print("RESULT global_step", result["global_step"], "resumed_from", result["resumed_from"])
 
 
 if __name__ == "__main__":
