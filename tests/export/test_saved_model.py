@@ -255,18 +255,3 @@ def test_mixed_precision_model_exports_float32(tmp_path, images):
     assert np.max(np.abs(logits - reference)) <= 1e-4 * np.max(np.abs(reference))
 
 
-
-def test_reference_vgg16_fcn_traces_for_any_image_size():
-    # What every export traces: the reference trunk's margin-free blocks and Winograd
-    # convolutions as one graph with unknown batch, height and width.
-    import fcn_keras
-    from bench.bench_export import randomize_scores
-
-    keras.utils.set_random_seed(0)
-    model = randomize_scores(fcn_keras.fcn32s(num_classes=2))
-    graph = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((None, None, None, 3))])
-    for seed, (batch, height, width) in enumerate([(1, 23, 18), (2, 40, 33)]):
-        x = np.stack([synthetic_image(height, width, seed + i) for i in range(batch)]).astype("float32") - 120
-        traced, eager = graph(x).numpy(), keras.ops.convert_to_numpy(model(x))
-        assert traced.shape == (batch, height, width, 2) and np.abs(eager).max() > 0
-        assert np.max(np.abs(traced - eager)) <= 1e-5 * np.max(np.abs(eager))

@@ -1,6 +1,6 @@
 """The fast layers compute exactly what the plain Keras layers compute, with the same weights.
 
-No TensorFlow import here: the layer tests run on every Keras backend; the
+No module-level TensorFlow import: the layer tests run on every Keras backend; the
 whole-model ones (VGG16-sized, slow to build on JAX) run on the default one.
 """
 
@@ -200,6 +200,21 @@ def test_fcn8s_equals_its_plain_formulation(fcn8s_pair):
                                for m in (model, plain))
     assert fast_pool3.shape == plain_pool3.shape == (1, 27, 26, 256)
     np.testing.assert_allclose(fast_pool3, plain_pool3, rtol=1e-4, atol=1e-4 * np.abs(plain_pool3).max())
+
+
+def test_fcn8s_traces_for_any_image_size(fcn8s_pair):
+    # What every export traces: the margin-free blocks and Winograd convolutions as one
+    # TensorFlow graph with unknown batch, height and width.
+    tf = pytest.importorskip("tensorflow")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("exports trace with TensorFlow")
+    model, _ = fcn8s_pair
+    graph = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((None, None, None, 3))])
+    for batch, height, width in [(1, 23, 18), (2, 40, 33)]:
+        x = images(batch, height, width, 3) * 60
+        traced, eager = graph(x).numpy(), keras.ops.convert_to_numpy(model(x))
+        assert traced.shape == (batch, height, width, 4) and np.abs(eager).max() > 1e-3
+        np.testing.assert_allclose(traced, eager, rtol=1e-5, atol=1e-5 * np.abs(eager).max())
 
 
 def test_the_margin_free_trunk_trains_like_the_padded_one():
