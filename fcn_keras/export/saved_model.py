@@ -129,6 +129,10 @@ def build_signatures(logits_fn, max_image_size: int = DEFAULT_MAX_IMAGE_SIZE, sc
             fn_output_signature=tf.TensorSpec([2], tf.int32),
         )
         max_h, max_w = tf.reduce_max(shapes[:, 0]), tf.reduce_max(shapes[:, 1])
+        # Decoding waits for every header check: a non-JPEG/PNG input must fail with the
+        # check's message, not with whatever decode_image makes of it (a GIF, say).
+        with tf.control_dependencies([shapes]):
+            checked_indices = tf.identity(indices)
 
         def segment(i):
             image = tf.io.decode_image(image_bytes[i], channels=3, dtype=tf.uint8, expand_animations=False)
@@ -149,7 +153,7 @@ def build_signatures(logits_fn, max_image_size: int = DEFAULT_MAX_IMAGE_SIZE, sc
         # One image at a time (parallel_iterations=1): an FCN's activations on a
         # large image take hundreds of MB, and padding images into a batch would
         # change their masks.
-        return tf.map_fn(segment, indices, fn_output_signature=spec, parallel_iterations=1)
+        return tf.map_fn(segment, checked_indices, fn_output_signature=spec, parallel_iterations=1)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def predict_images(images):
