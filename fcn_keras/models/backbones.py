@@ -26,7 +26,7 @@ from fcn_keras.models.layers import PadToMultiple
 VGG16_BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 REFERENCE_PAD = 100
 """conv1_1's zero padding in the reference: it makes every input size alignable."""
-_MARGIN_BLOCKS = 3  # blocks computed without the pad's constant margin (period 4 = pool1 x pool2)
+_MARGIN_BLOCKS = 3  # blocks computed without the pad's constant margin (fcn_keras.models.margin)
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,8 @@ def vgg16_trunk(x, fast: bool = True) -> dict[int, object]:
     if fast:
         # The background of blocks 1-3 comes from a small zero proxy; the image's part
         # starts with the two pad pixels conv1_1 reads next to it.
-        proxy = margin.MarginProxy(REFERENCE_PAD, period=4, size=72, name="margin_proxy")(image)
+        period = 2 ** (_MARGIN_BLOCKS - 1)  # the pooling strides before the core is pasted
+        proxy = margin.MarginProxy(REFERENCE_PAD, period=period, size=72, name="margin_proxy")(image)
         x = layers.ZeroPadding2D(2, name="pad1")(x)
         offset = REFERENCE_PAD - 2  # of the core within the full map, at the current stride
     else:
