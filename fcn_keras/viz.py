@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from fcn_keras.files import atomic_path
 from fcn_keras.palette import IGNORE_LABEL, VOC_CLASSES, VOID_COLOR, voc_palette
 
 _WHITE = (255, 255, 255)
@@ -229,15 +229,8 @@ def save_image(image, path: str | os.PathLike) -> Path:
             raise ValueError(f"{path}: an index mask saved as PNG must hold values 0..255")
         array = array.astype(np.uint8)
     picture = Image.fromarray(array)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            picture.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG")
     return path
 
 

@@ -13,7 +13,7 @@ import os
 import keras
 import numpy as np
 
-from fcn_keras.export.files import atomic_path
+from fcn_keras.files import atomic_path
 from fcn_keras.export.graph import logits_function
 
 

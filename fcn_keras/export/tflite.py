@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn_keras.export.files import atomic_path
+from fcn_keras.files import atomic_path
 from fcn_keras.export.graph import logits_function
 from fcn_keras.models.fast_convolutions import WinogradConv2D, plain_layers
 

@@ -1,4 +1,4 @@
-"""Atomic file writes: readers (servers, apps, other processes) never see a half-written export."""
+"""Atomic file writes: readers (servers, apps, other processes) never see a half-written file."""
 
 from __future__ import annotations
 
