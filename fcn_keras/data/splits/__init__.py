@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from fcn_keras.data.source import read_split_file
+from fcn_keras.files import write_text
 
 SPLITS_DIR = Path(__file__).resolve().parent
 SHIPPED = ("seg11valid",)
@@ -75,10 +76,7 @@ def reference_split(name: str) -> list[str]:
 
 
 def _write_ids(path: Path, ids: list[str]) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, "".join(f"{i}\n" for i in ids))
 
 
 def write_reference_splits(
