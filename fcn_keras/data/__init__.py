@@ -27,6 +27,11 @@ Pipelines:
                   cache=False, input_context=None, pad_to_batch=False)
         -> (images float32 [B, H, W, 3], labels int32 [B, H, W], 255 = ignore) for model.fit
 
+Detection (one place tells the layouts apart; the CLI and check_dataset use it):
+    dataset_kind(path) -> "voc" | "sbd" | "folder" | "prepared"   (DataError naming the path otherwise)
+    dataset_source(path, split=None, num_classes=None, metadata=None, check_files=True) -> FileSource
+    dataset_splits(path) -> the split names of a VOC/SBD root
+
 Errors and checks:
     DataError                              a ValueError whose message starts with the file
     check_dataset(path_or_source, split=None, num_classes=None, metadata=None)
@@ -45,6 +50,7 @@ Example:
 from fcn_keras.data import splits
 from fcn_keras.data.check import Problem, check_dataset, check_source
 from fcn_keras.data.decode import DataError, read_example, read_image, read_label
+from fcn_keras.data.detect import dataset_kind, dataset_source, dataset_splits
 from fcn_keras.data.folder import DatasetInfo, folder_source, load_folder, load_metadata
 from fcn_keras.data.prepared import load_prepared, prepare, read_manifest
 from fcn_keras.data.pipeline import MEAN_RGB, augment, make_pipeline, preprocess
@@ -62,6 +68,9 @@ __all__ = [
     "augment",
     "check_dataset",
     "check_source",
+    "dataset_kind",
+    "dataset_source",
+    "dataset_splits",
     "folder_source",
     "load_folder",
     "load_metadata",
