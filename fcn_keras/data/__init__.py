@@ -37,6 +37,11 @@ Errors and checks:
     check_dataset(path_or_source, split=None, num_classes=None, metadata=None)
         -> list[Problem]  every problem with its file (empty when clean); str(p) = "<file>: <problem>"
 
+Modules, bottom to top (each imports only those above it in this list, and
+fcn_keras.files / palette / preprocessing; tests/test_layout.py checks it):
+    decode -> source -> voc, sbd, folder -> splits (VOC + SBD reference lists) -> prepared
+    -> detect (which layout a path is) -> check, pipeline;  synthetic and tfds_source stand alone
+
 Example:
     >>> import tempfile
     >>> from fcn_keras import data
@@ -54,8 +59,9 @@ from fcn_keras.data.detect import dataset_kind, dataset_source, dataset_splits
 from fcn_keras.data.folder import DatasetInfo, folder_source, load_folder, load_metadata
 from fcn_keras.data.prepared import load_prepared, prepare, read_manifest
 from fcn_keras.data.pipeline import MEAN_RGB, augment, make_pipeline, preprocess
-from fcn_keras.data.sbd import load_sbd, sbd_source, seg11valid_source, train_aug_source
+from fcn_keras.data.sbd import load_sbd, sbd_source, train_aug_source
 from fcn_keras.data.source import FileSource
+from fcn_keras.data.splits import seg11valid_source
 from fcn_keras.data.synthetic import write_synthetic_voc
 from fcn_keras.data.voc import load_voc, voc_source
 
