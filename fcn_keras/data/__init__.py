@@ -37,7 +37,7 @@ Errors and checks:
     check_dataset(path_or_source, split=None, num_classes=None, metadata=None)
         -> list[Problem]  every problem with its file (empty when clean); str(p) = "<file>: <problem>"
 
-Modules, bottom to top (each imports only those above it in this list, and
+Modules, bottom to top (each imports only modules to its left, and
 fcn_keras.files / palette / preprocessing; tests/test_layout.py checks it):
     decode -> source -> voc, sbd, folder -> splits (VOC + SBD reference lists) -> prepared
     -> detect (which layout a path is) -> check, pipeline;  synthetic and tfds_source stand alone
