@@ -26,8 +26,6 @@ import time
 import traceback
 from pathlib import Path
 
-from fcn_keras.files import write_text
-
 BENCH_DIR = Path(__file__).resolve().parent
 PREFIX = "bench_"
 
@@ -119,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             print(figures["error"], file=sys.stderr)
         figures["seconds"] = round(time.perf_counter() - start, 1)
         results["benchmarks"][name] = figures
+
+    from fcn_keras.files import write_text  # here: `import fcn_keras` loads Keras, and --help should not wait
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
