@@ -27,7 +27,13 @@ COMPATIBILITY = Path(__file__).resolve().parent / "compatibility.toml"
 
 
 def read_compatibility(path: str | Path = COMPATIBILITY) -> dict:
-    """The pinned server's facts: ``tag``, ``tensorflow``, ``graph_def_version``, ``ops`` (a sorted list)."""
+    """The pinned server's facts: ``tag``, ``tensorflow``, ``graph_def_version``, ``ops`` (a sorted list).
+
+    Example:
+        >>> pinned = read_compatibility()
+        >>> pinned["tag"].startswith(pinned["tensorflow"] + "."), "Conv2D" in pinned["ops"]
+        (True, True)
+    """
     with open(path, "rb") as f:
         return tomllib.load(f)
 

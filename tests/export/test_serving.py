@@ -8,6 +8,7 @@ with TF Serving's own protos where the pip package has them.
 from __future__ import annotations
 
 import base64
+import doctest
 import re
 import sys
 from pathlib import Path
@@ -148,6 +149,7 @@ def test_the_pinned_server_reads_what_we_export(compatibility, model_dir):
     for version in (1, 2):
         assert compatibility.problems(model_dir / str(version), pinned) == []
     assert compatibility.main([str(model_dir / "1"), str(model_dir / "2")]) == 0
+    assert doctest.testmod(compatibility).failed == 0
     if tf.__version__.startswith(pinned["tensorflow"] + "."):
         # Written with this TensorFlow: the record must be its own truth (ops registered, GraphDef version).
         from tensorflow.python.framework import op_def_registry
