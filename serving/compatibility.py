@@ -44,6 +44,16 @@ def saved_model_graph(export_dir: str | Path) -> dict:
     Returns ``{"ops": set of op names (graph nodes and library functions, calls to
     the model's own functions excluded), "producer", "min_consumer", "bad_consumers"}``
     over every MetaGraph in ``export_dir/saved_model.pb``.
+
+    Example:
+        >>> import tempfile, tensorflow as tf
+        >>> module = tf.Module()
+        >>> module.f = tf.function(lambda x: x + 1, input_signature=[tf.TensorSpec([], tf.float32)])
+        >>> export_dir = tempfile.mkdtemp()
+        >>> tf.saved_model.save(module, export_dir)
+        >>> graph = saved_model_graph(export_dir)
+        >>> "AddV2" in graph["ops"], graph["min_consumer"], graph["bad_consumers"]
+        (True, 12, set())
     """
     from tensorflow.core.protobuf import saved_model_pb2
 
