@@ -138,7 +138,7 @@ def write_synthetic_voc(
         height, width = sizes[int(rng.integers(len(sizes)))]
         image, label = synthetic_example(rng, height, width, num_classes, max_objects, void_width)
         _save(Image.fromarray(image, "RGB"), root / "JPEGImages" / f"{example_id}.jpg",
-                     format="JPEG", quality=jpeg_quality)
+              format="JPEG", quality=jpeg_quality)
         label_image = Image.fromarray(label, "P")
         label_image.putpalette(palette)
         _save(label_image, root / "SegmentationClass" / f"{example_id}.png", format="PNG")
