@@ -19,31 +19,25 @@ import keras
 import numpy as np
 
 from fcn_keras.export.graph import logits_function
-from fcn_keras.palette import IGNORE_LABEL
+from fcn_keras.metrics import confusion_matrix, scores_from_confusion
 
 FLOAT32_RELATIVE_TOLERANCE = 1e-4
 QUANTIZED_MIN_AGREEMENT = 0.98
 
 
-def confusion_matrix(truth: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:
-    """``(C, C)`` pixel counts, rows = truth; pixels labelled :data:`IGNORE_LABEL` (or out of range) are skipped."""
-    truth, prediction = np.asarray(truth).ravel(), np.asarray(prediction).ravel()
-    valid = (truth >= 0) & (truth < num_classes) & (truth != IGNORE_LABEL)
-    return np.bincount(num_classes * truth[valid].astype(np.int64) + prediction[valid], minlength=num_classes**2
-                       ).reshape(num_classes, num_classes)
-
-
 def mean_iu(confusion: np.ndarray) -> float:
-    """Mean intersection over union over the classes present in truth or prediction.
+    """Mean IU of a confusion matrix, as :func:`fcn_keras.metrics.scores_from_confusion` defines it.
+
+    Classes absent from both truth and prediction are left out; with no class
+    present at all (no labelled pixel) the mean IU is NaN, as in score.py.
 
     Example:
         >>> mean_iu(np.array([[2, 0], [1, 1]]))
         0.5833333333333333
+        >>> mean_iu(np.zeros((2, 2), np.int64))
+        nan
     """
-    intersection = np.diag(confusion).astype(np.float64)
-    union = confusion.sum(0) + confusion.sum(1) - intersection
-    present = union > 0
-    return float(np.mean(intersection[present] / union[present])) if present.any() else 1.0
+    return scores_from_confusion(confusion)["mean_iou"]
 
 
 @dataclass
