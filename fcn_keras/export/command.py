@@ -62,9 +62,9 @@ def export_model(
     model = load_model(source)
     images = None
     if check_images is not None:
-        from fcn_keras.export.tflite import load_image
+        from fcn_keras.data.decode import read_image
 
-        images = [load_image(i) if isinstance(i, (str, os.PathLike)) else i for i in check_images]
+        images = [read_image(i) if isinstance(i, (str, os.PathLike)) else i for i in check_images]
 
     report = None
     if format == "saved_model":
@@ -74,12 +74,9 @@ def export_model(
         path = export_saved_model(model, output, version, overwrite=overwrite, class_names=class_names,
                                   preprocessing=preprocessing, verbose=verbose)
         if images is not None:
-            import numpy as np
-            import tensorflow as tf
+            from fcn_keras.export.runner import saved_model_logits
 
-            fn = tf.saved_model.load(path).signatures["predict_images"]
-            report = parity("savedmodel", lambda image: fn(images=tf.constant(np.asarray(image, np.uint8)[None]))
-                            ["logits"].numpy()[0], model, images, preprocessing=preprocessing)
+            report = parity("savedmodel", saved_model_logits(path), model, images, preprocessing=preprocessing)
     elif format == "tflite":
         from fcn_keras.export.parity import tflite_parity
         from fcn_keras.export.tflite import export_tflite

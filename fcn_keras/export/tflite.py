@@ -18,12 +18,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn_keras.files import atomic_path
+from fcn_keras.data.decode import read_image
+from fcn_keras.files import atomic_path, find_images
 from fcn_keras.export.graph import logits_function
 from fcn_keras.models.fast_convolutions import WinogradConv2D, plain_layers
 
 QUANTIZATIONS = (None, "float16", "int8")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+load_image = read_image  # the old name, still used by bench/bench_export.py: use fcn_keras.data.read_image
 
 
 def _schema():
@@ -77,38 +78,17 @@ def _image_array(item) -> np.ndarray:
     return np.asarray(item, dtype=np.float32)
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as a uint8 RGB array ``(H, W, 3)``."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except OSError as exc:
-        raise ValueError(f"cannot read image file {str(path)!r}: {exc}") from exc
-
-
-def image_files(directory: str | os.PathLike) -> list[Path]:
-    """The JPEG/PNG files of ``directory``, sorted; an error when there are none."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ValueError(f"{str(directory)!r} is not a directory of images")
-    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"directory {str(directory)!r} has no {'/'.join(IMAGE_SUFFIXES)} images")
-    return files
-
-
 def calibration_images(representative_data, input_size=None, limit: int = 100) -> Iterator[np.ndarray]:
     """Float32 RGB 0-255 images ``(1, H, W, 3)`` from ``representative_data``, at most ``limit``.
 
-    ``representative_data`` is a directory of JPEG/PNG files, or an iterable
+    ``representative_data`` is a directory of images or a glob pattern
+    (:func:`fcn_keras.files.find_images`), or an iterable
     (a list, a generator, a ``tf.data.Dataset`` from ``fcn_keras.data``) of
     images ``(H, W, 3)`` or batches ``(N, H, W, 3)``, bare or as ``(image, label)``
     pairs or ``{"image": ...}`` dicts. Images are resized to ``input_size`` when given.
     """
     if isinstance(representative_data, (str, os.PathLike)):
-        source = (load_image(p) for p in image_files(representative_data))
+        source = (read_image(p) for p in find_images([representative_data]))
     else:
         source = iter(representative_data)
     count = 0
