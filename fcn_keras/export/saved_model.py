@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -32,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fcn_keras.files import atomic_directory
 from fcn_keras.export.graph import logits_function, num_classes as _num_classes
 from fcn_keras.palette import VOC_CLASSES, voc_palette
 
@@ -43,7 +43,6 @@ DEFAULT_MAX_IMAGE_SIZE = 2048
 
 SIGNATURES = ("serving_default", "predict_images")
 ASSET_FILES = ("class_names.txt", "palette.txt", "export.json")
-_TMP_PREFIX = ".tmp-export-"  # not all digits: TF Serving ignores it while it is written
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -212,9 +211,12 @@ def export_saved_model(
         scores: also return per-class softmax ``scores`` from ``serving_default``.
         verbose: show a progress bar.
 
-    The version appears atomically: everything is written to a hidden
-    ``.tmp-export-*`` directory in ``base_dir`` (not a number, so TF Serving
-    ignores it) and renamed to ``<version>`` when complete.
+    The version appears atomically (:func:`fcn_keras.files.atomic_directory`):
+    everything is written to a hidden ``.<version>.*.tmp`` directory in
+    ``base_dir`` (not a number, so TF Serving ignores it) and renamed to
+    ``<version>`` when complete, with the modes of a plain write (0755
+    directories, 0644 files under umask 022) so a server running as another
+    user can read it.
 
     Example:
         >>> import fcn_keras
@@ -242,49 +244,28 @@ def export_saved_model(
     concrete = {name: fn.get_concrete_function() for name, fn in functions.items()}
     progress.update(1)
 
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=base))
-    try:
-        info = {
-            "format": "fcn_keras SavedModel", "model_name": model.name, "num_classes": n,
-            "class_names": names, "palette": colors.tolist(), "preprocessing_added": mode,
-            "input": "RGB, 0-255", "mask_pad_value": MASK_PAD_VALUE, "max_image_size": max_image_size,
-            "scores": scores, "signatures": list(SIGNATURES), "tensorflow_version": tf.__version__,
-            "keras_version": keras.__version__,
-        }
-        asset_dir = Path(tempfile.mkdtemp(prefix="fcn-keras-assets-"))  # copied into the SavedModel
-        try:
-            root = tf.Module()
-            for name, fn in functions.items():
-                setattr(root, name, fn)
-            # Only the variables the functions read are saved: the SavedModel
-            # holds no Keras objects, so it loads without keras.
-            variables = {id(v): v for cf in concrete.values() for v in cf.variables}
-            root.model_variables = list(variables.values())
-            root.assets = [tf.saved_model.Asset(str(p)) for p in _write_assets(asset_dir, names, colors, info)]
-            tf.saved_model.save(root, str(tmp), signatures=concrete)
-        finally:
-            shutil.rmtree(asset_dir, ignore_errors=True)
+    info = {
+        "format": "fcn_keras SavedModel", "model_name": model.name, "num_classes": n,
+        "class_names": names, "palette": colors.tolist(), "preprocessing_added": mode,
+        "input": "RGB, 0-255", "mask_pad_value": MASK_PAD_VALUE, "max_image_size": max_image_size,
+        "scores": scores, "signatures": list(SIGNATURES), "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+    }
+    root = tf.Module()
+    for name, fn in functions.items():
+        setattr(root, name, fn)
+    # Only the variables the functions read are saved: the SavedModel
+    # holds no Keras objects, so it loads without keras.
+    variables = {id(v): v for cf in concrete.values() for v in cf.variables}
+    root.model_variables = list(variables.values())
+    # The version appears whole or not at all, with plain modes (0755/0644 under umask 022): TF Serving
+    # may run as another user. The temporary directory's name is not a number, so Serving ignores it.
+    with atomic_directory(target, replace=overwrite) as tmp, tempfile.TemporaryDirectory() as sources:
+        root.assets = [tf.saved_model.Asset(str(p)) for p in _write_assets(Path(sources), names, colors, info)]
+        tf.saved_model.save(root, str(tmp), signatures=concrete)  # copies the assets into tmp/assets
         progress.update(2)
-        _publish(tmp, target, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     progress.update(3)
     return str(target)
-
-
-def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
-    """Renames the finished ``tmp`` to ``target``; an old version is moved aside first."""
-    old = None
-    if target.exists():
-        if not overwrite:
-            raise FileExistsError(f"version directory {str(target)!r} appeared during the export; not replacing it")
-        old = target.with_name(f"{_TMP_PREFIX}old-{target.name}-{os.getpid()}")
-        os.rename(target, old)
-    os.rename(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_export_info(export_dir: str | os.PathLike) -> dict:

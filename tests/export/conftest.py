@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -63,15 +70,55 @@ def image_files(tmp_path_factory, images) -> list:
     return paths
 
 
+@contextlib.contextmanager
+def umask(mask: int):
+    """Runs the block under the process umask ``mask`` (restored after)."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def tree_modes(root) -> dict[str, int]:
+    """``{relative path: permission bits}`` of ``root`` and everything below it."""
+    root = Path(root)
+    return {str(p.relative_to(root)): mode(p) for p in [root, *root.rglob("*")]}
+
+
+def assert_other_user_can_read(root) -> None:
+    """Every directory of ``root`` is 0755 and every file 0644 (a plain write under umask 022); when this
+    process may, a real reader running as user ``nobody`` then reads every file."""
+    modes = tree_modes(root)
+    wrong = {p: oct(m) for p, m in modes.items() if m != (0o755 if (Path(root) / p).is_dir() else 0o644)}
+    assert not wrong, f"not plain modes under umask 022: {wrong}"
+    if os.geteuid() == 0 and shutil.which("find") and shutil.which("cat"):
+        reader = subprocess.run(["find", str(root), "-type", "f", "-exec", "cat", "{}", "+"], user=65534,
+                                group=65534, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert reader.returncode == 0, reader.stderr
+
+
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory, light_model, tiny_model):
-    """One serving base directory: version 1 = light FCN (with scores), version 2 = tiny model."""
+def model_dir(light_model, tiny_model):
+    """One serving base directory: version 1 = light FCN (with scores), version 2 = tiny model.
+
+    It is exported under umask 022 into a directory anyone may enter (pytest's own temporary
+    directories are 0700), so tests can read it as another user, as TF Serving would.
+    """
     from fcn_keras.export import export_saved_model
 
-    base = tmp_path_factory.mktemp("serving") / "fcn"
-    export_saved_model(light_model, base, scores=True, verbose=False)
-    export_saved_model(tiny_model, base, class_names=["sky", "road", "car"], verbose=False)
-    return base
+    parent = Path(tempfile.mkdtemp(prefix="fcn-keras-serving-"))
+    parent.chmod(0o755)
+    base = parent / "fcn"
+    with umask(0o022):
+        export_saved_model(light_model, base, scores=True, verbose=False)
+        export_saved_model(tiny_model, base, class_names=["sky", "road", "car"], verbose=False)
+    yield base
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from fcn_keras.export import MASK_PAD_VALUE, export_model, export_saved_model, r
 from fcn_keras.export.graph import infer_preprocessing
 from fcn_keras.export.parity import keras_logits
 from fcn_keras.palette import voc_palette
-from tests.export.conftest import encode, synthetic_image
+from tests.export.conftest import assert_other_user_can_read, encode, mode, synthetic_image, tree_modes
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON_ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -66,9 +66,19 @@ def test_killed_export_leaves_no_version(processes):
     assert results["killed"].stdout.strip() == "SAVED", results["killed"].stderr[-3000:]
     assert results["killed"].returncode == -signal.SIGKILL
     leftovers = os.listdir(work / "killed")
-    assert not [n for n in leftovers if n.isdigit()]
-    assert len(leftovers) == 1 and leftovers[0].startswith(".tmp-export-")
+    assert not [n for n in leftovers if n.isdigit()]  # TF Serving loads all-digit names only
+    assert len(leftovers) == 1 and leftovers[0].startswith(".1.") and leftovers[0].endswith(".tmp")
     assert (work / "killed" / leftovers[0] / "saved_model.pb").is_file()  # killed after writing, before publishing
+
+
+def test_version_is_readable_by_another_user(model_dir):
+    """0755 directories and 0644 files under umask 022 (not tempfile's 0700/0600): TF Serving, running
+    as another user, can read the whole version (and does, as user nobody, when the tests run as root)."""
+    assert mode(model_dir) == 0o755
+    for version in ("1", "2"):
+        modes = tree_modes(model_dir / version)
+        assert {"saved_model.pb", "variables", "assets/export.json", "assets/class_names.txt"} <= set(modes)
+        assert_other_user_can_read(model_dir / version)
 
 
 def test_model_that_changes_size_is_refused(tmp_path):
@@ -170,15 +180,25 @@ def test_assets_hold_class_names_and_palette(model_dir):
 
 KERAS_FREE_SCRIPT = """
 import json, sys
-for name in ("keras", "tf_keras", "fcn_keras"):
+blocked = ("keras", "tf_keras", "fcn_keras")
+for name in blocked:
     sys.modules[name] = None  # any import of them now raises ImportError
+import numpy as np
 import tensorflow as tf
-export_dir, png = sys.argv[1:]
+export_dir, png, root = sys.argv[1:]
 loaded = tf.saved_model.load(export_dir)
 out = loaded.signatures["serving_default"](image_bytes=tf.constant([open(png, "rb").read()]))
 names = open(export_dir + "/assets/class_names.txt").read().split()
-assert not [m for m in sys.modules if m.split(".")[0] in ("keras", "tf_keras", "fcn_keras") and sys.modules[m]]
-print(json.dumps({"mask": out["mask"].numpy()[0].tolist(), "names": names, "signatures": sorted(loaded.signatures)}))
+# The project's own runner needs TensorFlow only, too: fcn_keras may come back, keras stays blocked.
+del sys.modules["fcn_keras"]
+sys.path.insert(0, root)
+from fcn_keras.export import saved_model_logits
+image = tf.io.decode_png(open(png, "rb").read()).numpy()
+logits = saved_model_logits(export_dir)(image)
+assert (logits.argmax(-1) == out["mask"].numpy()[0]).all() and logits.dtype == np.float32
+assert not [m for m in sys.modules if m.split(".")[0] in blocked[:2] and sys.modules[m]]
+print(json.dumps({"mask": out["mask"].numpy()[0].tolist(), "names": names, "signatures": sorted(loaded.signatures),
+                  "runner_logits_shape": list(logits.shape)}))
 """
 
 
@@ -191,7 +211,7 @@ def processes(model_dir, images, tmp_path_factory):
     cli = str(Path(sys.executable).with_name("saved_model_cli"))
     commands = {
         # cwd and PYTHONPATH away from the project: fcn_keras is only reachable through the venv, and blocked.
-        "keras_free": ([sys.executable, "-c", KERAS_FREE_SCRIPT, str(model_dir / "1"), str(work / "a.png")],
+        "keras_free": ([sys.executable, "-c", KERAS_FREE_SCRIPT, str(model_dir / "1"), str(work / "a.png"), str(ROOT)],
                        {**PYTHON_ENV, "PYTHONPATH": ""}),
         "show": ([cli, "show", "--dir", str(model_dir / "2"), "--all"], PYTHON_ENV),
         "run": ([cli, "run", "--dir", str(model_dir / "2"), "--tag_set", "serve", "--signature_def",
@@ -225,6 +245,23 @@ def test_loads_and_runs_where_keras_cannot_be_imported(processes, light_model, i
     np.testing.assert_array_equal(np.array(reply["mask"]), keras_logits(light_model, images[:1])[0].argmax(-1))
     assert reply["names"] == [f"class_{i}" for i in range(5)]
     assert reply["signatures"] == ["predict_images", "serving_default"]
+    assert reply["runner_logits_shape"] == [*images[0].shape[:2], 5]  # saved_model_logits, keras blocked
+
+
+def test_saved_model_logits_takes_images_or_batches_and_names_wrong_inputs(model_dir, tiny_model, images):
+    from fcn_keras.export import saved_model_logits
+
+    run = saved_model_logits(model_dir / "2")
+    reference = keras_logits(tiny_model, images[:1])[0]
+    np.testing.assert_allclose(run(images[0]), reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
+    np.testing.assert_array_equal(run(np.stack([images[0]] * 2).astype(np.float32)).argmax(-1)[1],
+                                  reference.argmax(-1))
+    with pytest.raises(ValueError, match="whole pixel values 0-255"):
+        run(images[0] / 255.0)
+    with pytest.raises(ValueError, match=r"RGB image \(H, W, 3\)"):
+        run(images[0][..., 0])
+    with pytest.raises(FileNotFoundError, match="holds versions 1, 2: pass one of them"):
+        saved_model_logits(model_dir)
 
 
 def test_saved_model_cli_show_and_run(processes, tiny_model):
