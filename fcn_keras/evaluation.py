@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import keras
 
-from fcn_keras.files import atomic_path
+from fcn_keras.files import write_text
 from fcn_keras.metrics import SCORE_NAMES, confusion_matrix, scores_from_confusion
 from fcn_keras.palette import IGNORE_LABEL, VOC_CLASSES
 
@@ -130,8 +130,7 @@ def format_scores(result: dict) -> str:
 def _write_json(path: Path, result: dict, names: Sequence[str]) -> None:
     payload = {**{k: v for k, v in result.items() if k != "confusion_matrix"},
                "class_names": list(names), "confusion_matrix": result["confusion_matrix"].tolist()}
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
+    write_text(path, json.dumps(payload, indent=1, allow_nan=True))
 
 
 def _class_names(class_names, num_classes: int) -> list[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import doctest
+import os
+import stat
 import sys
 
 import numpy as np
@@ -94,7 +96,13 @@ def test_side_by_side_places_image_truth_and_prediction():
 
 def test_save_image_round_trips_and_leaves_no_temporary_file(tmp_path):
     picture = np.random.default_rng(1).integers(0, 256, (7, 9, 3), dtype=np.uint8)
-    path = viz.save_image(picture, tmp_path / "sub" / "p.png")
+    old = os.umask(0o022)
+    try:
+        path = viz.save_image(picture, tmp_path / "sub" / "p.png")
+    finally:
+        os.umask(old)
+    # A plain file's modes (not the temporary file's 0600): a web server running as another user can read it.
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 and stat.S_IMODE(path.parent.stat().st_mode) == 0o755
     np.testing.assert_array_equal(np.asarray(Image.open(path)), picture)
     mask = np.array([[0, 21, 255]], np.int64)
     saved = Image.open(viz.save_image(mask, tmp_path / "m.png"))

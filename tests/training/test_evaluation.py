@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 
 import numpy as np
@@ -37,8 +39,13 @@ def test_scores_exact_and_batches_equal_batch_one(tmp_path, capsys):
     model, examples = _model(), _examples()
     predictions = [np.asarray(model.predict(x[None], verbose=0))[0].argmax(-1) for x, _ in examples]
     expected = segmentation_scores([l for _, l in examples], predictions, 3)
-    one = evaluate(model, examples, 3, class_names=["sky", "road", "car"], verbose=1,
-                   out_json=tmp_path / "s.json", confusion_png=tmp_path / "c.png")
+    old = os.umask(0o022)
+    try:
+        one = evaluate(model, examples, 3, class_names=["sky", "road", "car"], verbose=1,
+                       out_json=tmp_path / "s.json", confusion_png=tmp_path / "c.png")
+    finally:
+        os.umask(old)
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {"s.json": 0o644, "c.png": 0o644}
     printed = capsys.readouterr().out
     three = evaluate(model, examples, 3, batch_size=3, verbose=0)
     np.testing.assert_array_equal(one["confusion_matrix"], expected["confusion_matrix"])
