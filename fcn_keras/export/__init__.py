@@ -24,6 +24,7 @@ _NAMES = {
     "DEFAULT_MAX_IMAGE_SIZE": "saved_model", "MASK_PAD_VALUE": "saved_model", "existing_versions": "saved_model",
     "export_saved_model": "saved_model", "read_export_info": "saved_model",
     "saved_model_logits": "runner",
+    "read_sidecar": "sidecar", "sidecar_path": "sidecar",
     "TFLiteModel": "tflite", "export_tflite": "tflite", "tflite_ops": "tflite",
 }
 

@@ -7,23 +7,33 @@ from typing import Sequence
 
 import keras
 
+from fcn_keras.export.graph import require_segmentation_model
+from fcn_keras.models import SegmentationModel
+
 FORMATS = ("saved_model", "tflite", "onnx")
 
 
-def load_model(source: keras.Model | str | os.PathLike) -> keras.Model:
-    """``source`` itself if it is a model, else the ``.keras`` file it names (safe mode, no compile)."""
+def load_model(source: SegmentationModel | str | os.PathLike) -> SegmentationModel:
+    """``source`` itself if it is a model, else the ``.keras`` file it names (safe mode, no compile).
+
+    Example:
+        >>> load_model("runs/missing.keras")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: checkpoint 'runs/missing.keras' does not exist
+    """
     if isinstance(source, keras.Model):
-        return source
+        return require_segmentation_model(source)
     path = os.fspath(source)
     if not path.endswith(".keras"):
         raise ValueError(f"export source must be a keras.Model or a .keras checkpoint file, got {path!r}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    return keras.models.load_model(path, compile=False)
+    return require_segmentation_model(keras.models.load_model(path, compile=False))
 
 
 def export_model(
-    source: keras.Model | str | os.PathLike,
+    source: SegmentationModel | str | os.PathLike,
     output: str | os.PathLike,
     format: str = "saved_model",
     *,
@@ -32,12 +42,14 @@ def export_model(
     quantization: str | None = None,
     input_size: tuple[int, int] | None = None,
     representative_data=None,
-    class_names: Sequence[str] | None = None,
-    preprocessing: str | None = None,
     check_images: Sequence | None = None,
     verbose: bool = True,
 ) -> dict:
     """Exports a model or ``.keras`` checkpoint; returns ``{"path": ..., "format": ..., "parity": ...}``.
+
+    The model (a :class:`~fcn_keras.models.SegmentationModel`) says what it
+    segments and how its input is preprocessed; every format writes that next
+    to the network.
 
     ``format="saved_model"``: ``output`` is TF Serving's base directory and a new
     version directory is written in it (see :func:`export_saved_model`).
@@ -71,28 +83,26 @@ def export_model(
         from fcn_keras.export.parity import parity
         from fcn_keras.export.saved_model import export_saved_model
 
-        path = export_saved_model(model, output, version, overwrite=overwrite, class_names=class_names,
-                                  preprocessing=preprocessing, verbose=verbose)
+        path = export_saved_model(model, output, version, overwrite=overwrite, verbose=verbose)
         if images is not None:
             from fcn_keras.export.runner import saved_model_logits
 
-            report = parity("savedmodel", saved_model_logits(path), model, images, preprocessing=preprocessing)
+            report = parity("savedmodel", saved_model_logits(path), model, images)
     elif format == "tflite":
         from fcn_keras.export.parity import tflite_parity
         from fcn_keras.export.tflite import export_tflite
 
         _refuse_existing(output, overwrite)
-        path = export_tflite(model, output, quantization, input_size, representative_data,
-                             preprocessing=preprocessing, verbose=verbose)
+        path = export_tflite(model, output, quantization, input_size, representative_data, verbose=verbose)
         if images is not None:
-            report = tflite_parity(path, model, images, preprocessing=preprocessing)
+            report = tflite_parity(path, model, images)
     else:
         from fcn_keras.export.onnx import export_onnx, onnx_parity
 
         _refuse_existing(output, overwrite)
-        path = export_onnx(model, output, preprocessing=preprocessing)
+        path = export_onnx(model, output)
         if images is not None:
-            report = onnx_parity(path, model, images, preprocessing=preprocessing)
+            report = onnx_parity(path, model, images)
     if report is not None and verbose:
         print(report)
     return {"path": path, "format": format, "parity": None if report is None else report.as_dict()}

@@ -2,7 +2,8 @@
 
 It loads the export with ``tf.saved_model.load`` and calls its
 ``predict_images`` signature, so it works where only TensorFlow is installed
-(no Keras, no model code): the same way TF Serving runs the export.
+(this module imports neither Keras nor the rest of fcn_keras: it can be copied
+into a serving container as it is), the same way TF Serving runs the export.
 """
 
 from __future__ import annotations

@@ -4,7 +4,14 @@ Layout written by :func:`export_saved_model`::
 
     base_dir/<version>/saved_model.pb, variables/, assets/{class_names.txt, palette.txt, export.json}
 
-Signatures (all float32 computation, preprocessing inside the graph):
+Everything the assets say comes from the model (a
+:class:`~fcn_keras.models.SegmentationModel`): its class names, palette, ignore
+label, preprocessing, architecture, backbone and zoo card; ``export.json``
+also documents each signature in words, for this model's classes
+(:func:`read_export_info` reads it).
+
+Signatures (all float32 computation, ``model.input_preprocessing`` inside the
+graph, the model's own call — its exact fast formulation):
 
 - ``serving_default``: ``image_bytes`` string ``[N]`` (JPEG or PNG, any sizes) ->
   ``mask`` int32 ``[N, H_max, W_max]`` padded with :data:`MASK_PAD_VALUE`,
@@ -32,8 +39,8 @@ import numpy as np
 import tensorflow as tf
 
 from fcn_keras.files import atomic_directory
-from fcn_keras.export.graph import logits_function, num_classes as _num_classes
-from fcn_keras.palette import VOC_CLASSES, voc_palette
+from fcn_keras.export.graph import export_identity, logits_function, require_segmentation_model
+from fcn_keras.models import SegmentationModel
 
 MASK_PAD_VALUE = -1
 """Value of ``mask`` outside an image's own height x width in ``serving_default`` (never a class)."""
@@ -46,21 +53,39 @@ ASSET_FILES = ("class_names.txt", "palette.txt", "export.json")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def default_class_names(num_classes: int) -> list[str]:
-    """VOC's names for 21 classes, ``class_0 ... class_{C-1}`` otherwise."""
-    return list(VOC_CLASSES) if num_classes == len(VOC_CLASSES) else [f"class_{i}" for i in range(num_classes)]
+def _check_names(names: Sequence[str]) -> list[str]:
+    names = list(names)
+    if any("\n" in c or "\r" in c for c in names):
+        raise ValueError(f"class names must be single-line strings for assets/class_names.txt, got {names!r}")
+    return names
 
 
-def _check_metadata(class_names, palette, n: int) -> tuple[list[str], np.ndarray]:
-    names = default_class_names(n) if class_names is None else [str(c) for c in class_names]
-    if len(names) != n:
-        raise ValueError(f"class_names has {len(names)} entries but the model has {n} classes")
-    if any(not c or "\n" in c for c in names):
-        raise ValueError(f"class_names must be non-empty single-line strings, got {names!r}")
-    colors = voc_palette(n) if palette is None else np.asarray(palette)
-    if colors.shape != (n, 3) or colors.min() < 0 or colors.max() > 255:
-        raise ValueError(f"palette must be {n} RGB triples with values 0-255, got shape {colors.shape}")
-    return names, colors.astype(np.uint8)
+def signature_docs(class_names: Sequence[str], max_image_size: int, scores: bool) -> dict[str, dict]:
+    """What each signature takes and returns, in words, for this model's classes (written to ``export.json``).
+
+    Example:
+        >>> signature_docs(["sky", "sea"], 2048, False)["predict_images"]["outputs"]["mask"]
+        'int32 [N, H, W]: the class of each pixel, an index into class_names (0 sky, 1 sea)'
+    """
+    n = len(class_names)
+    listed = ", ".join(f"{i} {c}" for i, c in enumerate(class_names[:30])) + (", ..." if n > 30 else "")
+    mask = f"the class of each pixel, an index into class_names ({listed})"
+    serving = {
+        "inputs": {"image_bytes": f"string [N]: JPEG or PNG files, any sizes up to {max_image_size} pixels a side"},
+        "outputs": {
+            "mask": f"int32 [N, H_max, W_max]: {mask}; {MASK_PAD_VALUE} outside the image's own height x width",
+            "height": "int32 [N]: each image's height", "width": "int32 [N]: each image's width",
+        },
+    }
+    if scores:
+        serving["outputs"]["scores"] = f"float32 [N, H_max, W_max, {n}]: softmax probabilities, 0 outside the image"
+    return {
+        "serving_default": serving,
+        "predict_images": {
+            "inputs": {"images": f"uint8 [N, H, W, 3]: RGB images of one size, up to {max_image_size} pixels a side"},
+            "outputs": {"logits": f"float32 [N, H, W, {n}]: per-class logits", "mask": f"int32 [N, H, W]: {mask}"},
+        },
+    }
 
 
 def _check_version(version) -> int:
@@ -182,32 +207,28 @@ def _write_assets(directory: Path, names: list[str], colors: np.ndarray, info: d
 
 
 def export_saved_model(
-    model: keras.Model,
+    model: SegmentationModel,
     base_dir: str | os.PathLike,
     version: int | None = None,
     *,
     overwrite: bool = False,
-    class_names: Sequence[str] | None = None,
-    palette=None,
     max_image_size: int = DEFAULT_MAX_IMAGE_SIZE,
-    preprocessing: str | None = None,
     scores: bool = False,
     verbose: bool = True,
 ) -> str:
     """Exports ``model`` as ``base_dir/<version>/``, a SavedModel for TF Serving; returns that path.
 
     Args:
-        model: a Keras model mapping ``(N, H, W, 3)`` images to ``(N, H, W, C)``
-            logits (every fcn_keras model). Mixed-precision models export float32.
+        model: a :class:`~fcn_keras.models.SegmentationModel` (every fcn_keras model)
+            mapping ``(N, H, W, 3)`` images to ``(N, H, W, C)`` logits. Its class names,
+            palette, ignore label, preprocessing and card go into the assets; its
+            ``input_preprocessing``, if any, into the graph. The graph calls the model
+            (its exact fast formulation). Mixed-precision models export float32.
         base_dir: the model's base path as TF Serving sees it (created if needed).
         version: the version number; ``None`` takes the next after the highest present.
         overwrite: replace an existing ``version`` (refused otherwise).
-        class_names, palette: ``C`` names and ``(C, 3)`` RGB colours written to the
-            assets (default: VOC's for 21 classes, ``class_i`` names otherwise, VOC palette).
         max_image_size: largest height or width accepted; larger images are
             refused by the signatures with an InvalidArgument error saying so.
-        preprocessing: for models without a ``preprocessing`` layer and with an
-            unknown backbone, the mode (``"fcn"``, ``"caffe"``, ``"tf"``, ``"torch"``).
         scores: also return per-class softmax ``scores`` from ``serving_default``.
         verbose: show a progress bar.
 
@@ -236,20 +257,18 @@ def export_saved_model(
     if target.exists() and not overwrite:
         raise FileExistsError(f"version {version} already exists at {str(target)!r}; pass overwrite=True to replace it")
 
+    model = require_segmentation_model(model)
+    names = _check_names(model.class_names)
     progress = keras.utils.Progbar(3, verbose=1 if verbose else 0, unit_name="step")
-    logits_fn, float_model, mode = logits_function(model, preprocessing)
-    n = _num_classes(float_model)
-    names, colors = _check_metadata(class_names, palette, n)
+    logits_fn, _, _ = logits_function(model)
     functions = build_signatures(logits_fn, max_image_size, scores)
     concrete = {name: fn.get_concrete_function() for name, fn in functions.items()}
     progress.update(1)
 
     info = {
-        "format": "fcn_keras SavedModel", "model_name": model.name, "num_classes": n,
-        "class_names": names, "palette": colors.tolist(), "preprocessing_added": mode,
-        "input": "RGB, 0-255", "mask_pad_value": MASK_PAD_VALUE, "max_image_size": max_image_size,
-        "scores": scores, "signatures": list(SIGNATURES), "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
+        "format": "fcn_keras SavedModel", **export_identity(model), "mask_pad_value": MASK_PAD_VALUE,
+        "max_image_size": max_image_size, "scores": scores, "signatures": signature_docs(names, max_image_size, scores),
+        "tensorflow_version": tf.__version__, "keras_version": keras.__version__,
     }
     root = tf.Module()
     for name, fn in functions.items():
@@ -261,7 +280,7 @@ def export_saved_model(
     # The version appears whole or not at all, with plain modes (0755/0644 under umask 022): TF Serving
     # may run as another user. The temporary directory's name is not a number, so Serving ignores it.
     with atomic_directory(target, replace=overwrite) as tmp, tempfile.TemporaryDirectory() as sources:
-        root.assets = [tf.saved_model.Asset(str(p)) for p in _write_assets(Path(sources), names, colors, info)]
+        root.assets = [tf.saved_model.Asset(str(p)) for p in _write_assets(Path(sources), names, model.palette, info)]
         tf.saved_model.save(root, str(tmp), signatures=concrete)  # copies the assets into tmp/assets
         progress.update(2)
     progress.update(3)
@@ -269,7 +288,14 @@ def export_saved_model(
 
 
 def read_export_info(export_dir: str | os.PathLike) -> dict:
-    """The metadata of an exported version (class names, palette, limits), without TensorFlow.
+    """The metadata of an exported version (the model's identity, limits, signatures), without TensorFlow.
+
+    Keys: ``class_names``, ``palette``, ``ignore_label``, ``preprocessing``,
+    ``include_preprocessing``, ``preprocessing_added`` (what the graph applies to
+    its RGB 0-255 input), ``architecture``, ``backbone``, ``card`` (zoo
+    provenance or None), ``num_classes``, ``model_name``, ``signatures`` (each
+    one's inputs and outputs in words), ``mask_pad_value``, ``max_image_size``,
+    ``scores``, ``tensorflow_version``, ``keras_version``.
 
     Example:
         >>> read_export_info("/tmp/models/segmenter/1")["class_names"]  # doctest: +SKIP

@@ -1,4 +1,5 @@
 """Export test fixtures: a light FCN, a tiny per-pixel model, real PNG/JPEG files, one shared export."""
+# Also imported by the fresh processes of test_saved_model.py (tiny_segmenter).
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from PIL import Image
 import fcn_keras
 # A small per-pixel model of fcn_keras layers with its own preprocessing, and random score layers.
 from bench.bench_export import randomize_scores, tiny_fcn
+from fcn_keras.models import SegmentationModel
 
 SIZES = [(48, 64), (37, 50), (61, 45)]  # (height, width): odd sizes, not multiples of 32
 
@@ -41,16 +43,25 @@ def encode(image: np.ndarray, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+def tiny_segmenter(num_classes: int = 3, dtype: str | None = None, name: str = "tiny_fcn",
+                   class_names=None) -> SegmentationModel:
+    """bench's tiny per-pixel model (same weights every time) as a SegmentationModel: it takes RGB 0-255
+    (its own "tf" preprocessing layer) and knows its classes."""
+    plain = tiny_fcn(num_classes, dtype=dtype, name=name)
+    return SegmentationModel(plain.input, plain.output, architecture="tiny_fcn", backbone="tiny",
+                             class_names=class_names, preprocessing="tf", include_preprocessing=True, name=name)
+
+
 @pytest.fixture(scope="session")
 def light_model() -> keras.Model:
-    """FCN-8s over MobileNetV2, 5 classes, random score layers, no preprocessing layer."""
+    """FCN-8s over MobileNetV2, 5 classes, random score layers, no preprocessing layer ("tf" is added)."""
     keras.utils.set_random_seed(0)
     return randomize_scores(fcn_keras.fcn8s(num_classes=5, backbone="mobilenet_v2"))
 
 
 @pytest.fixture(scope="session")
-def tiny_model() -> keras.Model:
-    return tiny_fcn()
+def tiny_model() -> SegmentationModel:
+    return tiny_segmenter()
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +127,7 @@ def model_dir(light_model, tiny_model):
     base = parent / "fcn"
     with umask(0o022):
         export_saved_model(light_model, base, scores=True, verbose=False)
-        export_saved_model(tiny_model, base, class_names=["sky", "road", "car"], verbose=False)
+        export_saved_model(tiny_segmenter(class_names=["sky", "road", "car"]), base, verbose=False)
     yield base
     shutil.rmtree(parent, ignore_errors=True)
 
