@@ -61,6 +61,10 @@ def export_model(
     :class:`ParityReport` dict (else None).
 
     Example:
+        >>> export_model("runs/fcn8s.h5", "models/fcn")
+        Traceback (most recent call last):
+        ...
+        ValueError: export source must be a keras.Model or a .keras checkpoint file, got 'runs/fcn8s.h5'
         >>> export_model("runs/fcn8s.keras", "models/fcn")["path"]  # doctest: +SKIP
         'models/fcn/1'
         >>> export_model("runs/fcn8s.keras", "fcn_int8.tflite", "tflite", quantization="int8",

@@ -12,6 +12,7 @@ identity goes into the sidecar ``<file>.onnx.json``, as for TFLite.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -19,6 +20,9 @@ import numpy as np
 from fcn_keras.export.graph import logits_function, require_segmentation_model
 from fcn_keras.files import atomic_path
 from fcn_keras.models import SegmentationModel
+
+if TYPE_CHECKING:
+    from fcn_keras.export.parity import ParityReport
 
 
 def _require(module: str):
@@ -75,8 +79,13 @@ class ONNXModel:
         return self.session.run(None, {self.input_name: x})[0][0]
 
 
-def onnx_parity(path: str, model: SegmentationModel, images, labels=None):
-    """:func:`fcn_keras.export.parity.parity` of an ONNX file run with onnxruntime."""
+def onnx_parity(path: str, model: SegmentationModel, images, labels=None) -> ParityReport:
+    """:func:`fcn_keras.export.parity.parity` of an ONNX file run with onnxruntime.
+
+    Example (needs the ``onnx`` extra):
+        >>> onnx_parity("fcn.onnx", model, images).passed  # doctest: +SKIP
+        True
+    """
     from fcn_keras.export.parity import parity
 
     return parity("onnx", ONNXModel(path).logits, model, images, labels)

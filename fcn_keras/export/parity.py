@@ -46,7 +46,13 @@ def mean_iu(confusion: np.ndarray) -> float:
 
 @dataclass
 class ParityReport:
-    """Agreement of an exported model with Keras; ``passed`` applies the targets of its ``kind``."""
+    """Agreement of an exported model with Keras; ``passed`` applies the targets of its ``kind``.
+
+    Example:
+        >>> report = ParityReport("int8", images=2, max_relative_error=0.03, pixel_agreement=0.99, mean_iu_vs_keras=0.97)
+        >>> report.passed, report.as_dict()["passed"]
+        (True, True)
+    """
 
     kind: str
     images: int
@@ -70,6 +76,7 @@ class ParityReport:
         return self.pixel_agreement >= QUANTIZED_MIN_AGREEMENT
 
     def as_dict(self) -> dict:
+        """The figures, ``mean_iu_change`` and ``passed`` as plain values (for JSON)."""
         return {**asdict(self), "mean_iu_change": self.mean_iu_change, "passed": self.passed}
 
     def __str__(self) -> str:
@@ -149,10 +156,11 @@ def parity(
     """Compares ``run(image) -> logits (H, W, C)`` of an export with ``model`` on ``images``.
 
     Example:
-        >>> from fcn_keras.export.tflite import TFLiteModel
-        >>> runner = TFLiteModel("/tmp/fcn8s_int8.tflite")  # doctest: +SKIP
-        >>> print(parity("int8", runner.logits, model, images))  # doctest: +SKIP
-        int8: 6 images, max relative logits error 3.1e-02, pixel agreement 98.90%, ... [ok]
+        >>> x = keras.Input((None, None, 3))
+        >>> m = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none")
+        >>> same = lambda image: keras_logits(m, [image])[0]
+        >>> parity("float32", same, m, [np.zeros((3, 4, 3), np.uint8)]).passed
+        True
     """
     model = require_segmentation_model(model)
     images = [np.asarray(image) for image in images]
@@ -170,8 +178,13 @@ def tflite_parity(
     """:func:`parity` of a ``.tflite`` file run with LiteRT; the kind is read from its input type.
 
     Example:
-        >>> print(tflite_parity("fcn8s_int8.tflite", model, images))  # doctest: +SKIP
-        int8: 6 images, max relative logits error 3.1e-02, pixel agreement 98.90%, ... [ok]
+        >>> import tempfile
+        >>> from fcn_keras.export import export_tflite
+        >>> x = keras.Input((None, None, 3))
+        >>> m = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none")
+        >>> path = export_tflite(m, f"{tempfile.mkdtemp()}/linear.tflite", verbose=False)
+        >>> tflite_parity(path, m, [np.full((3, 4, 3), 9, np.uint8)]).kind
+        'float32'
     """
     from fcn_keras.export.tflite import TFLiteModel
 

@@ -141,7 +141,12 @@ def _assert_batch(size, name: str):
 
 
 def build_signatures(logits_fn, max_image_size: int = DEFAULT_MAX_IMAGE_SIZE, scores: bool = False) -> dict:
-    """The two serving ``tf.function``s around ``logits_fn`` (raw RGB -> float32 logits)."""
+    """The two serving ``tf.function``s around ``logits_fn`` (raw RGB -> float32 logits), by signature name.
+
+    Example:
+        >>> sorted(build_signatures(lambda images: tf.zeros(tf.concat([tf.shape(images)[:3], [2]], 0))))
+        ['predict_images', 'serving_default']
+    """
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve(image_bytes):
@@ -240,10 +245,15 @@ def export_saved_model(
     user can read it.
 
     Example:
-        >>> import fcn_keras
-        >>> model = fcn_keras.fcn8s(num_classes=5, backbone="mobilenet_v2")
-        >>> export_saved_model(model, "/tmp/models/segmenter", verbose=False)  # doctest: +SKIP
-        '/tmp/models/segmenter/1'
+        >>> import keras, tempfile
+        >>> from fcn_keras.models import SegmentationModel
+        >>> x = keras.Input((None, None, 3))
+        >>> model = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none",
+        ...                           class_names=["sky", "sea"], preprocessing="tf")
+        >>> base = tempfile.mkdtemp()
+        >>> path = export_saved_model(model, base, verbose=False)
+        >>> path == f"{base}/1", read_export_info(path)["class_names"]
+        (True, ['sky', 'sea'])
     """
     if isinstance(max_image_size, bool) or not isinstance(max_image_size, int) or max_image_size < 1:
         raise ValueError(f"max_image_size must be a positive integer, got {max_image_size!r}")
@@ -298,8 +308,10 @@ def read_export_info(export_dir: str | os.PathLike) -> dict:
     ``scores``, ``tensorflow_version``, ``keras_version``.
 
     Example:
-        >>> read_export_info("/tmp/models/segmenter/1")["class_names"]  # doctest: +SKIP
-        ['background', ...]
+        >>> read_export_info("/nonexistent/1")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: '/nonexistent/1' is not an fcn_keras SavedModel export (no /nonexistent/1/assets/export.json)
     """
     path = Path(export_dir) / "assets" / "export.json"
     if not path.is_file():

@@ -47,9 +47,16 @@ def tflite_ops(model_content: bytes) -> list[str]:
     """The operator names a TFLite flatbuffer uses (builtin names, or custom codes such as ``FlexConv2D``).
 
     Example:
-        >>> tflite_ops(Path("model.tflite").read_bytes())  # doctest: +SKIP
-        ['ADD', 'CONV_2D', 'DEPTHWISE_CONV_2D', ...]
+        >>> import keras, tempfile
+        >>> from fcn_keras.models import SegmentationModel
+        >>> x = keras.Input((None, None, 3))
+        >>> model = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none",
+        ...                           class_names=["sky", "sea"], preprocessing="tf")
+        >>> tflite_ops(convert_tflite(model))  # the "tf" preprocessing is folded into the convolution
+        ['CONV_2D']
     """
+    if len(model_content) < 8 or bytes(model_content[4:8]) != b"TFL3":  # the flatbuffer's file identifier
+        raise ValueError(f"not a TFLite flatbuffer: {len(model_content)} bytes")
     schema = _schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     model = schema.Model.GetRootAs(model_content, 0)
@@ -65,7 +72,14 @@ def tflite_ops(model_content: bytes) -> list[str]:
 
 
 def check_builtin_ops(model_content: bytes, name: str = "model") -> list[str]:
-    """Returns the op list; raises if any op is a Flex (SELECT_TF) or other custom op."""
+    """Returns the op list; raises if any op is a Flex (SELECT_TF) or other custom op.
+
+    Example:
+        >>> check_builtin_ops(b"")
+        Traceback (most recent call last):
+        ...
+        ValueError: not a TFLite flatbuffer: 0 bytes
+    """
     ops = tflite_ops(model_content)
     custom = [op for op in ops if op.startswith("Flex") or op not in vars(_schema().BuiltinOperator)]
     if custom:
@@ -94,6 +108,10 @@ def calibration_images(representative_data, input_size=None, limit: int = 100) -
     (a list, a generator, a ``tf.data.Dataset`` from ``fcn_keras.data``) of
     images ``(H, W, 3)`` or batches ``(N, H, W, 3)``, bare or as ``(image, label)``
     pairs or ``{"image": ...}`` dicts. Images are resized to ``input_size`` when given.
+
+    Example:
+        >>> [a.shape for a in calibration_images([np.zeros((4, 6, 3)), (np.zeros((2, 8, 8, 3)), None)], (2, 3))]
+        [(1, 2, 3, 3), (1, 2, 3, 3), (1, 2, 3, 3)]
     """
     if isinstance(representative_data, (str, os.PathLike)):
         source = (read_image(p) for p in find_images([representative_data]))
@@ -218,10 +236,14 @@ def export_tflite(
     The file uses builtin ops only (checked; a Flex op raises ``ValueError``).
 
     Example:
-        >>> import fcn_keras
-        >>> model = fcn_keras.fcn8s(num_classes=5, backbone="mobilenet_v2")
-        >>> export_tflite(model, "/tmp/fcn8s.tflite")  # doctest: +SKIP
-        '/tmp/fcn8s.tflite'
+        >>> import keras, tempfile
+        >>> from fcn_keras.models import SegmentationModel
+        >>> x = keras.Input((None, None, 3))
+        >>> model = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none",
+        ...                           class_names=["sky", "sea"], preprocessing="tf")
+        >>> path = export_tflite(model, f"{tempfile.mkdtemp()}/linear.tflite", verbose=False)
+        >>> TFLiteModel(path).mask(np.zeros((3, 5, 3), np.uint8)).shape, TFLiteModel(path).info["class_names"]
+        ((3, 5), ['sky', 'sea'])
     """
     content = convert_tflite(model, quantization, input_size, representative_data,
                              calibration_limit=calibration_limit, verbose=verbose)
@@ -244,8 +266,11 @@ class TFLiteModel:
     palette, ...), or None for a file without one.
 
     Example:
-        >>> runner = TFLiteModel("/tmp/fcn8s.tflite")  # doctest: +SKIP
-        >>> runner.logits(image).shape  # doctest: +SKIP
+        >>> TFLiteModel("/nonexistent/fcn8s.tflite")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: TFLite file /nonexistent/fcn8s.tflite does not exist
+        >>> TFLiteModel("fcn8s.tflite").logits(image).shape  # doctest: +SKIP
         (375, 500, 5)
     """
 
@@ -255,6 +280,8 @@ class TFLiteModel:
         except ImportError as exc:
             raise ImportError("running TFLite files needs the LiteRT interpreter: pip install ai-edge-litert") from exc
         self.path = str(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"TFLite file {self.path} does not exist")
         self.info = read_sidecar(path) if sidecar_path(path).is_file() else None
         self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
         self.interpreter.allocate_tensors()
