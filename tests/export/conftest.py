@@ -70,6 +70,14 @@ def images() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="session")
+def light_logits(light_model, images) -> list[np.ndarray]:
+    """Keras' logits of light_model on each of ``images`` (computed once: several tests compare with them)."""
+    from fcn_keras.export.parity import keras_logits
+
+    return keras_logits(light_model, images)
+
+
+@pytest.fixture(scope="session")
 def image_files(tmp_path_factory, images) -> list:
     """The images as real PNG files (lossless: decoded pixels are exactly ``images``)."""
     directory = tmp_path_factory.mktemp("images")

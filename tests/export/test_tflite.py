@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from fcn_keras.export import export_tflite
-from fcn_keras.export.parity import tflite_parity
+from fcn_keras.export.parity import compare, tflite_parity
 from fcn_keras.export import read_sidecar, sidecar_path
 from fcn_keras.export.tflite import TFLiteModel, calibration_images, check_builtin_ops, tflite_ops
 from fcn_keras.models import SegmentationModel, reference_graph
@@ -20,16 +20,16 @@ from tests.export.conftest import mode, synthetic_image, tiny_segmenter, umask
 pytest.importorskip("ai_edge_litert", reason="the LiteRT interpreter (pip install ai-edge-litert) runs the files")
 
 
-def test_float32_fcn_matches_keras_on_any_size(tmp_path, light_model, images):
+def test_float32_fcn_matches_keras_on_any_size(tmp_path, light_model, light_logits, images):
     path = export_tflite(light_model, tmp_path / "fcn8s.tflite")
     ops = tflite_ops(open(path, "rb").read())
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"} <= set(ops)
     assert not [op for op in ops if op.startswith("Flex")]
-    report = tflite_parity(path, light_model, images)  # three different sizes through one file
-    assert report.kind == "float32" and report.images == 3
+    runner = TFLiteModel(path)
+    report = compare("float32", light_logits, [runner.logits(image) for image in images])  # three sizes, one file
+    assert report.images == 3
     assert report.max_relative_error <= 1e-4, str(report)
     assert report.pixel_agreement == 1.0 and report.passed
-    runner = TFLiteModel(path)
     assert runner.input_size is None and runner.input_dtype == np.float32
     # The sidecar says what the file segments, from the model.
     assert runner.info == read_sidecar(path) and runner.info["class_names"] == list(light_model.class_names)
