@@ -18,14 +18,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
+
+from fcn_keras.files import atomic_path, prepare_output_dir, write_text
 
 
 @dataclass(frozen=True)
@@ -75,39 +75,8 @@ ARTEFACTS = {
 }
 
 
-def prepare_output_dir(out: str | os.PathLike, overwrite: bool, remove: Iterable[str] = ()) -> Path:
-    """Creates ``out``; an existing non-empty one is refused unless ``overwrite``.
-
-    With ``overwrite`` the entries of ``out`` named in ``remove`` (e.g. the
-    demo's :data:`ARTEFACTS`) are deleted first; everything else is left alone.
-
-    Example:
-        >>> import tempfile
-        >>> prepare_output_dir(tempfile.mkdtemp(), overwrite=False).is_dir()
-        True
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"output {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"output directory {out} already exists and is not empty; pass --overwrite to replace it")
-        for name in remove:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def _write_json(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def _say(verbose: int, message: str) -> None:
@@ -178,9 +147,8 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
     # shuffle=False: the pipeline shuffles itself (seeded), Keras cannot shuffle a tf.data.Dataset.
     model.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, validation_data=val, shuffle=False,
               callbacks=[keras.callbacks.CSVLogger(str(paths["training_log"]))], verbose=1 if verbose else 0)
-    tmp = paths["keras_model"].with_name(f".model.tmp-{os.getpid()}.keras")  # Keras wants the .keras suffix
-    model.save(tmp)
-    os.replace(tmp, paths["keras_model"])
+    with atomic_path(paths["keras_model"]) as tmp:  # the temporary name keeps the .keras suffix Keras wants
+        model.save(tmp)
     t = lap("training", t)
 
     _say(verbose, f"[3/6] evaluating on the held-out split ({len(val_source)} images)")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from fcn_keras import cli
+from fcn_keras.cli.common import images
 
 COMMANDS = ["predict", "export", "zoo", "data", "demo"]
 
@@ -84,11 +87,22 @@ def test_same_named_inputs_are_refused(tmp_path):
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
         (tmp_path / sub / "x.png").write_bytes(b"")
+    # The CLI uses the one image discovery, fcn_keras.files.find_images, with unique stems.
     with pytest.raises(cli.CommandError, match="would write the same outputs"):
-        cli.find_images([str(tmp_path / "a"), str(tmp_path / "b" / "x.png")])
-    assert cli.find_images([str(tmp_path / "a" / "*.png"), str(tmp_path / "a")]) == [tmp_path / "a" / "x.png"]
+        images([str(tmp_path / "a"), str(tmp_path / "b" / "x.png")])
+    assert images([str(tmp_path / "a" / "*.png"), str(tmp_path / "a")]) == [tmp_path / "a" / "x.png"]
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(cli, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 3 and result.failed == 0
+def test_the_cli_does_not_import_the_demo():
+    # Only the demo subcommand calls fcn_keras.demo, and only when it runs.
+    for path in Path(cli.__file__).parent.glob("*.py"):
+        imports = [line for line in path.read_text().splitlines() if "fcn_keras.demo" in line and "import" in line]
+        assert imports == ([] if path.name != "demo.py" else ["    from fcn_keras.demo import DemoConfig, run_demo"]), path
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in Path(cli.__file__).parent.glob("*.py")
+                                          if p.stem not in ("__main__",)))
+def test_docstring_examples_run(module):
+    name = "fcn_keras.cli" if module == "__init__" else f"fcn_keras.cli.{module}"
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 1 and result.failed == 0

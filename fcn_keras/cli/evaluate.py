@@ -1,0 +1,83 @@
+"""``fcn-keras evaluate``: a model and a dataset -> :func:`fcn_keras.evaluation.evaluate` and its pictures.
+
+Example:
+    >>> from fcn_keras.cli import build_parser
+    >>> build_parser().parse_args(["evaluate", "model.keras", "VOC2012"]).split
+    'val'
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from fcn_keras.cli.common import CommandError, add_command, output_dir, positive
+from fcn_keras.cli.models import _default_classes, load_keras_model
+
+
+def add_parser(commands) -> None:
+    """Adds ``evaluate`` to the ``fcn-keras`` subcommands."""
+    p = add_command(commands, "evaluate", "score a model on a dataset with the paper's four metrics", """
+        Run a Keras model (zoo name or .keras file) over a dataset split at native resolution and
+        print pixel accuracy, mean accuracy, mean IU, frequency-weighted IU and the per-class IoU,
+        computed exactly as the reference's score.py over one confusion matrix. With --out, also
+        write metrics.json, confusion_matrix.png and per_class_iou.png there. The model's class
+        count must match the dataset's (VOC: 21 unless --num-classes).
+        """, """
+        fcn-keras evaluate runs/fcn32s/best.keras ~/data/VOCdevkit/VOC2012 --split val --out eval-fcn32s
+        fcn-keras evaluate fcn-demo/model.keras fcn-demo/data --split val --num-classes 6
+        fcn-keras evaluate camvid.keras ~/data/camvid/test.txt --metadata camvid
+        """)
+    p.add_argument("model", metavar="MODEL", help="a zoo name or a .keras file")
+    p.add_argument("dataset", metavar="DATASET", help="VOC root, SBD root or 'image label' split file")
+    p.add_argument("--split", default="val", help="VOC/SBD split name or split file (default: %(default)s)")
+    add_evaluation_options(p)
+    p.add_argument("--num-classes", type=positive, help="the dataset's number of classes (default: 21 for VOC)")
+    p.add_argument("--metadata", help="split files: metadata TOML or a shipped name such as 'camvid'")
+    p.set_defaults(run=run)
+
+
+def add_evaluation_options(p: argparse.ArgumentParser) -> None:
+    """The options ``evaluate`` and ``zoo evaluate`` share (output, batch size, local weights)."""
+    p.add_argument("--out", help="directory for metrics.json, confusion_matrix.png and per_class_iou.png")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
+    p.add_argument("--batch-size", type=positive, default=1,
+                   help="images of equal size per forward pass; results equal batch 1 (default: %(default)s)")
+    p.add_argument("--weights", help="zoo models: a local .caffemodel or .weights.h5 instead of downloading")
+
+
+def run(args) -> int:
+    """Runs ``fcn-keras evaluate`` for parsed ``args``; returns the exit status."""
+    from fcn_keras import data
+
+    source = data.dataset_source(args.dataset, args.split, num_classes=args.num_classes, metadata=args.metadata)
+    return score(load_keras_model(args.model, args.weights), source, args)
+
+
+def score(model, source, args) -> int:
+    """Evaluates ``model`` on a FileSource and writes the figures and pictures to ``args.out``."""
+    model_classes = int(model.output_shape[-1])
+    if source.num_classes is not None and source.num_classes != model_classes:
+        raise CommandError(f"model {model.name} predicts {model_classes} classes but dataset {source.name} has "
+                           f"{source.num_classes}; pass --num-classes if the dataset is labelled otherwise")
+    out = output_dir(args.out, args.overwrite) if args.out else None
+    names = list(getattr(model, "classes", None) or source.class_names or _default_classes(model_classes)[0])
+    import keras
+
+    from fcn_keras import viz
+    from fcn_keras.evaluation import evaluate
+    from fcn_keras.export.graph import infer_preprocessing
+    from fcn_keras.models.layers import Preprocessing
+
+    mode = infer_preprocessing(model)
+    if mode is not None:
+        # The model expects preprocessed input: put the preprocessing in front so the pipeline stays raw RGB.
+        inputs = keras.Input((None, None, 3), name="image")
+        model = keras.Model(inputs, model(Preprocessing(mode, name="preprocessing")(inputs)), name=model.name)
+    print(f"evaluating {model.name} on {source.name} ({len(source)} images)")
+    result = evaluate(model, source.dataset(), model_classes, class_names=names, batch_size=args.batch_size,
+                      out_json=out / "metrics.json" if out else None)
+    if out:
+        viz.save_image(viz.confusion_matrix_image(result["confusion_matrix"], names), out / "confusion_matrix.png")
+        viz.save_image(viz.iou_bars_image(result["per_class_iou"]), out / "per_class_iou.png")
+        print(f"wrote metrics.json, confusion_matrix.png and per_class_iou.png to {out}")
+    return 0
