@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 import fcn_keras.zoo as zoo
+from fcn_keras.files import current_umask
+from fcn_keras.zoo.cache import read_registry, save_registry
 from fcn_keras.zoo.downloads import download_source
 from fcn_keras.caffe import CaffeLayer, write_caffemodel
 
@@ -95,6 +97,11 @@ def test_file_url_download(tmp_path, tmp_zoo):
     tmp_zoo.add_card("fcn16s_voc", url=source.as_uri())
     path = download_source(zoo.info("fcn16s_voc"), progress=False)
     assert path.parent == tmp_zoo.downloads and path.read_bytes() == PAYLOAD[:1000]
+    # Published through fcn_keras.files: the modes of a plain write, so another user can read the cache.
+    umask = current_umask()
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    save_registry(read_registry())
+    assert (tmp_zoo.home / "registry.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_checksum_mismatch_is_refused_and_deleted(server, tmp_zoo):

@@ -17,6 +17,7 @@ from PIL import Image
 
 import fcn_keras.zoo as zoo
 from fcn_keras.caffe import write_caffemodel
+from fcn_keras.files import current_umask
 from fcn_keras.palette import voc_palette
 
 from tests.zoo.caffe_layouts import assert_converted, caffe_layers
@@ -53,6 +54,7 @@ def test_placed_file_is_verified_converted_cached_and_reused(tmp_path, monkeypat
     sha256 = registry["sources"][file]["sha256"]
     assert registry["sources"][file]["verified"].startswith("structure")
     (converted,) = (tmp_zoo.home / "converted").iterdir()
+    assert converted.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # readable by others, like a plain write
     assert registry["converted"]["fcn32s_voc"][sha256]["file"] == converted.name
     assert sorted(p.name for p in tmp_zoo.home.rglob("*") if p.is_file()) == sorted([file, converted.name, "registry.json"])
     del model
