@@ -21,7 +21,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -137,12 +136,13 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
 
     _say(verbose, f"[2/6] training {config.architecture} over {config.backbone} for {config.total_steps} steps "
                   f"(batch {config.batch_size}, {len(train_source)} training images)")
-    model = build_fcn(config.architecture, num_classes=config.num_classes, backbone=config.backbone,
+    # The model carries its class names and palette: evaluation, export and the pictures read them from it.
+    model = build_fcn(config.architecture, class_names=config.class_names, backbone=config.backbone,
                       include_preprocessing=True, name=f"{config.architecture}_{config.backbone}_demo")
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=SegmentationCrossEntropy(reduction="mean"),
-        metrics=[SegmentationMetrics(config.num_classes)],
+        metrics=[SegmentationMetrics(model.num_classes)],
     )
     # shuffle=False: the pipeline shuffles itself (seeded), Keras cannot shuffle a tf.data.Dataset.
     model.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, validation_data=val, shuffle=False,
@@ -152,16 +152,16 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
     t = lap("training", t)
 
     _say(verbose, f"[3/6] evaluating on the held-out split ({len(val_source)} images)")
-    scores = evaluate(model, val_source.dataset(), config.num_classes, class_names=config.class_names,
+    scores = evaluate(model, val_source.dataset(), model.num_classes, class_names=model.class_names,
                       verbose=verbose)
     t = lap("evaluation", t)
 
     _say(verbose, "[4/6] exporting a SavedModel (TF Serving) and a TFLite file, and checking them against Keras")
-    from fcn_keras.export import export_model
+    from fcn_keras.export import export_model, saved_model_logits
 
     held_out = [val_source.read(i)[0] for i in range(min(config.parity_images, len(val_source)))]
     exports = {
-        "savedmodel": export_model(model, paths["saved_model"], "saved_model", class_names=config.class_names,
+        "savedmodel": export_model(model, paths["saved_model"], "saved_model", class_names=model.class_names,
                                    check_images=held_out, verbose=bool(verbose)),
         "tflite": export_model(model, paths["tflite"], "tflite", check_images=held_out, verbose=bool(verbose)),
     }
@@ -177,14 +177,14 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
     image, label = val_source.read(0)
     prediction = saved_model_logits(saved_model)(image).argmax(-1).astype(np.uint8)
     sample = viz.save_prediction(image, prediction, paths["sample"], val_source.ids[0],
-                                 class_names=config.class_names)
+                                 class_names=model.class_names, palette=model.palette)
     sample["comparison"] = viz.save_image(
-        viz.side_by_side(image, label, prediction, class_names=config.class_names),
+        viz.side_by_side(image, label, prediction, class_names=model.class_names, palette=model.palette),
         paths["sample"] / f"{val_source.ids[0]}_comparison.png")
     t = lap("sample", t)
 
     _say(verbose, "[6/6] drawing the confusion matrix, per-class IoU and training curves")
-    viz.save_image(viz.confusion_matrix_image(scores["confusion_matrix"], config.class_names), paths["confusion_matrix"])
+    viz.save_image(viz.confusion_matrix_image(scores["confusion_matrix"], model.class_names), paths["confusion_matrix"])
     viz.save_image(viz.iou_bars_image(scores["per_class_iou"]), paths["per_class_iou"])
     viz.save_image(viz.training_curves_image(paths["training_log"]), paths["training_curves"])
     lap("pictures", t)
@@ -212,17 +212,3 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
         for role, path in artefacts.items():
             print(f"  {role:<{width}}  {path}")
     return summary
-
-
-def saved_model_logits(version_dir: str | os.PathLike) -> Callable[[np.ndarray], np.ndarray]:
-    """``image uint8 (H, W, 3) -> logits (H, W, C)`` through an exported SavedModel's ``predict_images``.
-
-    Example:
-        >>> run = saved_model_logits("fcn-demo/saved_model/1")  # doctest: +SKIP
-        >>> run(image).shape  # doctest: +SKIP
-        (96, 128, 6)
-    """
-    import tensorflow as tf
-
-    signature = tf.saved_model.load(str(version_dir)).signatures["predict_images"]
-    return lambda image: signature(images=tf.constant(np.asarray(image, np.uint8)[None]))["logits"][0].numpy()

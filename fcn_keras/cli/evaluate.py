@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from fcn_keras.cli.common import CommandError, add_command, output_dir, positive
-from fcn_keras.cli.models import _default_classes, load_keras_model
+from fcn_keras.cli.models import load_keras_model
 
 
 def add_parser(commands) -> None:
@@ -54,28 +54,29 @@ def run(args) -> int:
 
 
 def score(model, source, args) -> int:
-    """Evaluates ``model`` on a FileSource and writes the figures and pictures to ``args.out``."""
-    model_classes = int(model.output_shape[-1])
-    if source.num_classes is not None and source.num_classes != model_classes:
-        raise CommandError(f"model {model.name} predicts {model_classes} classes but dataset {source.name} has "
+    """Evaluates ``model`` on a FileSource and writes the figures and pictures to ``args.out``.
+
+    Class names, ignore label and input preprocessing are the model's own.
+    """
+    if source.num_classes is not None and source.num_classes != model.num_classes:
+        raise CommandError(f"model {model.name} predicts {model.num_classes} classes but dataset {source.name} has "
                            f"{source.num_classes}; pass --num-classes if the dataset is labelled otherwise")
     out = output_dir(args.out, args.overwrite) if args.out else None
-    names = list(getattr(model, "classes", None) or source.class_names or _default_classes(model_classes)[0])
-    import keras
-
     from fcn_keras import viz
     from fcn_keras.evaluation import evaluate
-    from fcn_keras.export.graph import infer_preprocessing
-    from fcn_keras.models.layers import Preprocessing
 
-    mode = infer_preprocessing(model)
-    if mode is not None:
-        # The model expects preprocessed input: put the preprocessing in front so the pipeline stays raw RGB.
-        inputs = keras.Input((None, None, 3), name="image")
-        model = keras.Model(inputs, model(Preprocessing(mode, name="preprocessing")(inputs)), name=model.name)
+    dataset = source.dataset()
+    mode = model.input_preprocessing
+    if mode is not None:  # the model takes preprocessed images; the source gives RGB 0-255
+        import tensorflow as tf
+
+        from fcn_keras.preprocessing import preprocess
+
+        dataset = dataset.map(lambda image, label: (preprocess(tf.cast(image, tf.float32), mode), label))
+    names = list(model.class_names)
     print(f"evaluating {model.name} on {source.name} ({len(source)} images)")
-    result = evaluate(model, source.dataset(), model_classes, class_names=names, batch_size=args.batch_size,
-                      out_json=out / "metrics.json" if out else None)
+    result = evaluate(model, dataset, model.num_classes, class_names=names, ignore_label=model.ignore_label,
+                      batch_size=args.batch_size, out_json=out / "metrics.json" if out else None)
     if out:
         viz.save_image(viz.confusion_matrix_image(result["confusion_matrix"], names), out / "confusion_matrix.png")
         viz.save_image(viz.iou_bars_image(result["per_class_iou"]), out / "per_class_iou.png")

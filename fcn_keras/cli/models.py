@@ -30,13 +30,6 @@ class Segmenter:
     description: str
 
 
-def _default_classes(num_classes: int):
-    from fcn_keras.palette import VOC_CLASSES, voc_palette
-
-    names = VOC_CLASSES if num_classes == len(VOC_CLASSES) else [f"class {i}" for i in range(num_classes)]
-    return list(names), voc_palette(num_classes)
-
-
 def load_keras_model(spec: str, weights: str | None = None):
     """A Keras model from a zoo name or a ``.keras`` file (for commands that need Keras itself).
 
@@ -58,9 +51,13 @@ def load_keras_model(spec: str, weights: str | None = None):
             raise CommandError(f"model file {spec} does not exist")
         import keras
 
-        import fcn_keras.models  # noqa: F401  (registers the custom layers for loading)
+        from fcn_keras.models import SegmentationModel  # `import fcn_keras` registered every class
 
-        return keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False)
+        if not isinstance(model, SegmentationModel):
+            raise CommandError(f"{spec} holds a {type(model).__name__}, not an fcn_keras model (a SegmentationModel "
+                               "that knows its classes, palette and preprocessing); build it with fcn_keras")
+        return model
     if saved_model_dir(path) is not None:
         raise CommandError(f"{spec} is a SavedModel; this command needs a Keras model (a zoo name or a .keras file)")
     raise CommandError(f"model {spec!r} is not a zoo name (known: {', '.join(zoo.list_models())}) "
@@ -88,11 +85,13 @@ def saved_model_dir(path: Path) -> Path | None:
     return None
 
 
-def load_segmenter(spec: str, weights: str | None = None, preprocessing: str | None = None) -> Segmenter:
+def load_segmenter(spec: str, weights: str | None = None) -> Segmenter:
     """A :class:`Segmenter` from a zoo name, a ``.keras`` file or a SavedModel directory.
 
     A SavedModel must be an fcn_keras export (its ``predict_images`` signature
-    and class names are used); a TF Serving base directory means its highest version.
+    and class names are used); a TF Serving base directory means its highest
+    version. A Keras model is given the preprocessing it asks for
+    (``model.input_preprocessing``) and segments with its own class names and palette.
 
     Example:
         >>> load_segmenter("fcn-demo/saved_model").class_names[:2]  # doctest: +SKIP
@@ -102,8 +101,7 @@ def load_segmenter(spec: str, weights: str | None = None, preprocessing: str | N
 
     saved = saved_model_dir(Path(spec)) if os.path.isdir(spec) else None
     if saved is not None:
-        from fcn_keras.demo import saved_model_logits
-        from fcn_keras.export import read_export_info
+        from fcn_keras.export import read_export_info, saved_model_logits
 
         try:
             info = read_export_info(saved)
@@ -116,16 +114,15 @@ def load_segmenter(spec: str, weights: str | None = None, preprocessing: str | N
                          f"SavedModel {saved}")
 
     model = load_keras_model(spec, weights)
-    from fcn_keras.export.graph import logits_function
+    import keras
 
-    logits_fn, _, _ = logits_function(model, preprocessing)
-    num_classes = int(model.output_shape[-1])
-    names, palette = _default_classes(num_classes)
-    names = list(getattr(model, "classes", names))
-    palette = np.asarray(getattr(model, "palette", palette), np.uint8)
+    from fcn_keras.preprocessing import preprocess
+
+    mode = model.input_preprocessing
 
     def segment(image):
-        logits = logits_fn(image[None].astype("float32"))
-        return np.asarray(logits)[0].argmax(-1)
+        x = np.asarray(image, np.float32)[None]
+        logits = model(x if mode is None else preprocess(x, mode), training=False)
+        return keras.ops.convert_to_numpy(logits)[0].argmax(-1)
 
-    return Segmenter(segment, names, palette, f"{model.name} ({spec})")
+    return Segmenter(segment, list(model.class_names), model.palette, f"{model.name} ({spec})")

@@ -31,9 +31,6 @@ def add_parser(commands) -> None:
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the mask in overlays (default: %(default)s)")
     p.add_argument("--weights", help="zoo models: a local .caffemodel or .weights.h5 instead of downloading")
-    p.add_argument("--preprocessing", choices=("fcn", "caffe", "tf", "torch"),
-                   help=".keras models without their own preprocessing layer and an unknown backbone: the input "
-                        "preprocessing to apply")
     p.set_defaults(run=run)
 
 
@@ -41,7 +38,7 @@ def run(args) -> int:
     """Runs ``fcn-keras predict`` for parsed ``args``; returns the exit status."""
     paths = images(args.inputs)
     out = output_dir(args.out, args.overwrite)
-    segmenter = load_segmenter(args.model, args.weights, args.preprocessing)
+    segmenter = load_segmenter(args.model, args.weights)
     import keras
 
     from fcn_keras import viz

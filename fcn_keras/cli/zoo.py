@@ -33,9 +33,15 @@ def add_parser(commands) -> None:
     ls = add_command(sub, "list", "the zoo's models with their published mean IU", "List the zoo's models.")
     ls.add_argument("--names", action="store_true", help="names only, one per line")
     ls.set_defaults(run=run_list)
-    info = add_command(sub, "info", "a model's card: classes, weights, licence, published metrics",
-                       "Show a model card (zoo/cards/NAME.toml) as JSON.", "fcn-keras zoo info fcn8s_voc")
-    info.add_argument("name", metavar="NAME")
+    info = add_command(sub, "info", "a model's card: classes, weights, licence, published metrics", """
+        Show a model card (zoo/cards/NAME.toml) as JSON. Given a .keras file instead, show what the
+        model carries: its classes, palette, preprocessing, architecture and, for a model from the
+        zoo, its card's provenance (name, source, checksum, published metrics).
+        """, """
+        fcn-keras zoo info fcn8s_voc
+        fcn-keras zoo info runs/fcn8s/best.keras
+        """)
+    info.add_argument("name", metavar="NAME", help="a zoo name or a .keras file")
     info.set_defaults(run=run_info)
     dl = add_command(sub, "download", "download, verify and convert a model's weights into the cache", """
         Download NAME's published weights, verify their checksum and convert them to Keras weights,
@@ -75,12 +81,16 @@ def run_list(args) -> int:
 
 
 def run_info(args) -> int:
-    """``fcn-keras zoo info NAME``: the card as JSON."""
+    """``fcn-keras zoo info NAME``: the card as JSON; for a ``.keras`` file, the model's identity and card."""
     import json
 
     from fcn_keras import zoo
 
-    print(json.dumps(zoo.info(args.name), indent=2, default=str))
+    if args.name.endswith(".keras"):
+        description = load_keras_model(args.name).identity()
+    else:
+        description = zoo.info(args.name)
+    print(json.dumps(description, indent=2, default=str))
     return 0
 
 

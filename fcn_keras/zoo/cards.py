@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from fcn_keras.palette import VOC_CLASSES, voc_palette
+from fcn_keras.preprocessing import CAFFE_BGR_MEAN, REFERENCE_BGR_MEAN
 from fcn_keras.resources import zoo_path
 
 if sys.version_info >= (3, 11):
@@ -25,11 +26,26 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["CardError", "validate_card", "list_models", "info", "catalog", "published_metrics", "loadable_card"]
+__all__ = ["CardError", "BGR_MEANS", "mean_matches", "validate_card", "list_models", "info", "catalog",
+           "published_metrics", "loadable_card", "provenance"]
 
 
 class CardError(ValueError):
     """A model card is missing a key or has a wrong value (the message names file and key)."""
+
+
+BGR_MEANS: dict[str, tuple[float, float, float]] = {"fcn": REFERENCE_BGR_MEAN, "caffe": CAFFE_BGR_MEAN}
+"""The preprocessing modes of :data:`fcn_keras.preprocessing.MODES` that subtract a BGR mean, with that mean."""
+
+
+def mean_matches(bgr_mean, mode: str, tolerance: float = 0.01) -> bool:
+    """Whether a card's ``bgr_mean`` is ``mode``'s mean (PASCAL-Context rounds the VOC mean to 3 decimals).
+
+    Example:
+        >>> mean_matches([104.007, 116.669, 122.679], "fcn"), mean_matches([116.190, 97.203, 92.318], "fcn")
+        (True, False)
+    """
+    return all(abs(a - b) < tolerance for a, b in zip(bgr_mean, BGR_MEANS[mode]))
 
 
 _METRIC_KEYS = ("mean_iu", "pixel_accuracy", "mean_accuracy", "fw_iu", "geometric_accuracy")
@@ -128,9 +144,15 @@ def validate_card(card: dict, where: str = "<card>") -> dict:
     mean = card["preprocessing"]["bgr_mean"]
     if len(mean) != 3 or not all(isinstance(v, (int, float)) for v in mean):
         raise CardError(f"{where}: key 'preprocessing.bgr_mean' must be 3 numbers (B, G, R), got {mean!r}")
-    if card["preprocessing"]["mode"] != "fcn":
-        raise CardError(f"{where}: key 'preprocessing.mode' must be 'fcn' (BGR minus a mean, 0-255), "
-                        f"got {card['preprocessing']['mode']!r}")
+    mode = card["preprocessing"]["mode"]
+    if mode not in BGR_MEANS:
+        raise CardError(f"{where}: key 'preprocessing.mode' must be a BGR-minus-mean mode a model knows "
+                        f"({' or '.join(repr(m) for m in BGR_MEANS)}), got {mode!r}")
+    if card["loadable"] and not mean_matches(mean, mode):
+        raise CardError(
+            f"{where}: key 'preprocessing.bgr_mean' {mean} differs from mode {mode!r}'s mean {list(BGR_MEANS[mode])}: "
+            "a model applies only the modes of fcn_keras.preprocessing.MODES, so such a card must be "
+            "loadable = false (with not_loadable_reason) until a mode for its mean exists")
 
     weights = card["weights"]
     if not _CHECKSUM.match(weights["checksum"]):
@@ -229,3 +251,33 @@ def loadable_card(name: str) -> dict:
     if not card["loadable"]:
         raise NotImplementedError(f"Zoo model {name!r} cannot be loaded yet: {card['not_loadable_reason']}")
     return card
+
+
+def provenance(card: dict, weights: str = "published") -> dict:
+    """What a zoo model carries about where it comes from (``model.card``): plain JSON values.
+
+    ``name``, ``title``, ``source`` (the weights' first URL), ``file``,
+    ``checksum`` as the card gives it (``"sha1:..."``, ``"sha256:..."`` or
+    ``"none"``) and, when published, the digest under its algorithm (``"sha1"``
+    / ``"sha256"``), ``repository``, ``paper``, ``license``, the published
+    ``metrics`` (each with its dataset, split and what it applies to), and
+    ``weights``: ``"published"`` (the verified published file), ``"unverified
+    file"`` (your own file) or ``"none"`` (architecture only).
+
+    Example:
+        >>> card = provenance(info("fcn8s_voc"))
+        >>> card["name"], card["sha1"], card["source"]
+        ('fcn8s_voc', 'c449ea74dd7d83751d1357d6a8c323fcf4038962', 'http://dl.caffe.berkeleyvision.org/fcn8s-heavy-pascal.caffemodel')
+        >>> [(m["split"], m["mean_iu"]) for m in card["metrics"] if m["applies_to"] == "these weights"][0]
+        ('seg11valid', 65.5)
+    """
+    if weights not in ("published", "unverified file", "none"):
+        raise ValueError(f"weights must be 'published', 'unverified file' or 'none', got {weights!r}")
+    checksum = card["weights"]["checksum"]
+    digest = {} if checksum == "none" else dict([checksum.split(":")])
+    return {
+        "name": card["name"], "title": card["title"], "source": card["weights"]["urls"][0],
+        "file": card["weights"]["file"], "checksum": checksum, **digest,
+        "repository": card["source"]["repository"], "paper": card["source"]["paper"],
+        "license": card["license"]["name"], "metrics": copy.deepcopy(card["metrics"]), "weights": weights,
+    }

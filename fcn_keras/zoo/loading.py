@@ -17,55 +17,49 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from fcn_keras.caffe import CaffeModelError, load_caffe_weights
-from fcn_keras.preprocessing import REFERENCE_BGR_MEAN
 from fcn_keras.zoo.cache import cached_conversion, ensure_writable, home, save_conversion
-from fcn_keras.zoo.cards import loadable_card
+from fcn_keras.zoo.cards import loadable_card, provenance
 from fcn_keras.zoo.downloads import card_hashes, check_source, download_source
 
-__all__ = ["load", "download"]
+__all__ = ["build", "load", "download"]
 
 
-def _build(card: dict, include_preprocessing: bool):
-    """(model, fcn): ``fcn`` holds the weights; ``model`` may wrap it with card-specific preprocessing."""
-    import keras
+def build(card: dict, include_preprocessing: bool = True, weights: str = "published"):
+    """The card's architecture without weights: an :class:`~fcn_keras.models.FCN` that knows what it is.
 
-    from fcn_keras.models import Preprocessing, build_fcn
+    Its class names, palette, ignore label and preprocessing mode come from the
+    card, and ``model.card`` holds the card's provenance
+    (:func:`~fcn_keras.zoo.cards.provenance`, with ``weights`` saying where the
+    weights will come from).
 
-    mean = np.asarray(card["preprocessing"]["bgr_mean"], dtype=np.float64)
-    offset = np.asarray(REFERENCE_BGR_MEAN) - mean
-    exact_mean = bool(np.all(np.abs(offset) < 0.01))  # PASCAL-Context rounds the same mean to 3 decimals
-    wrap = include_preprocessing and not exact_mean
-    fcn = build_fcn(
-        card["architecture"], num_classes=card["num_classes"],
-        include_preprocessing=include_preprocessing and exact_mean, name=f"{card['name']}_fcn" if wrap else card["name"],
+    Example:
+        >>> from fcn_keras.zoo import info
+        >>> model = build(info("fcn32s_voc"), weights="none")
+        >>> model.name, model.class_names[15], model.input_preprocessing, model.card["weights"]
+        ('fcn32s_voc', 'person', None, 'none')
+    """
+    from fcn_keras.models import build_fcn
+
+    return build_fcn(
+        card["architecture"], backbone=card["backbone"], name=card["name"],
+        class_names=card["classes"], palette=card["palette"], ignore_label=card.get("ignore_label", 255),
+        preprocessing=card["preprocessing"]["mode"], include_preprocessing=include_preprocessing,
+        card=provenance(card, weights),
     )
-    model = fcn
-    if wrap:
-        # Another dataset mean (NYUDv2): the reference BGR conversion, then shift to this mean.
-        inputs = keras.Input((None, None, 3), name="image")
-        x = Preprocessing("fcn", name="preprocessing")(inputs)
-        x = keras.layers.Rescaling(1.0, offset=offset.tolist(), dtype="float32", name="dataset_mean")(x)
-        model = keras.Model(inputs, fcn(x), name=card["name"])
-    model.classes = tuple(card["classes"])
-    model.palette = np.asarray(card["palette"], dtype=np.uint8)
-    model.zoo_name = card["name"]
-    return model, fcn
 
 
-def _convert_and_cache(card: dict, fcn, source: Path, digests: dict) -> None:
-    """Fills ``fcn`` from the checked download ``source`` and caches the conversion.
+def _convert_and_cache(card: dict, model, source: Path, digests: dict) -> None:
+    """Fills ``model`` from the checked download ``source`` and caches the conversion.
 
     A file that does not fit the architecture is deleted; one that does is
     verified by structure, and its hash is recorded (the first verified download)."""
     try:
-        load_caffe_weights(fcn, source)
+        load_caffe_weights(model, source)
     except CaffeModelError as exc:
         source.unlink()
         raise CaffeModelError(f"{exc} (the downloaded file was deleted)") from exc
-    save_conversion(card, fcn, source, digests)
+    save_conversion(card, model, source, digests)
 
 
 def download(name: str, progress: bool = True, timeout: float = 20.0) -> Path:
@@ -85,7 +79,7 @@ def download(name: str, progress: bool = True, timeout: float = 20.0) -> Path:
     check_source(card, source, digests, cached=True)
     if cached_conversion(card) is None:
         ensure_writable(home() / "converted")
-        _convert_and_cache(card, _build(card, include_preprocessing=False)[1], source, digests)
+        _convert_and_cache(card, build(card, include_preprocessing=False), source, digests)
     return source
 
 
@@ -114,14 +108,16 @@ def load(
         progress: show a progress bar while downloading.
 
     Returns:
-        A ``keras.Model`` giving float32 logits ``(N, H, W, num_classes)``;
-        ``model.classes`` and ``model.palette`` (``uint8 (num_classes, 3)``) come
-        from the card.
+        An :class:`~fcn_keras.models.FCN` giving float32 logits ``(N, H, W,
+        num_classes)``. ``model.class_names``, ``model.palette`` (``uint8
+        (num_classes, 3)``), ``model.ignore_label`` and ``model.preprocessing``
+        come from the card, ``model.card`` is its provenance; all of it stays
+        with the model through ``model.save`` and ``keras.models.load_model``.
 
     Example:
         >>> model = load("fcn8s_voc", weights=False)
-        >>> model.classes[15], model.output_shape
-        ('person', (None, None, None, 21))
+        >>> model.class_names[15], model.output_shape, model.card["name"]
+        ('person', (None, None, None, 21), 'fcn8s_voc')
     """
     card = loadable_card(name)
     converted = source = digests = None
@@ -141,17 +137,23 @@ def load(
         check_source(card, source, digests, cached=True)
     elif caffemodel and verify and card["weights"]["checksum"] != "none":
         check_source(card, source, card_hashes(source, card), cached=False)
-    model, fcn = _build(card, include_preprocessing)
+    if not weights and weights_path is None:
+        provenance_of_weights = "none"
+    elif weights_path is not None and not (caffemodel and verify and card["weights"]["checksum"] != "none"):
+        provenance_of_weights = "unverified file"
+    else:
+        provenance_of_weights = "published"
+    model = build(card, include_preprocessing, provenance_of_weights)
     if converted is not None:
-        fcn.load_weights(converted)  # fast path: the .caffemodel is not needed
+        model.load_weights(converted)  # fast path: the .caffemodel is not needed
     elif digests is not None:
-        _convert_and_cache(card, fcn, source, digests)
+        _convert_and_cache(card, model, source, digests)
     elif caffemodel:
         # Your own file: converted at each load (it streams at disk speed), not cached.
-        load_caffe_weights(fcn, source)
+        load_caffe_weights(model, source)
     elif source is not None:
         try:
-            fcn.load_weights(source)
+            model.load_weights(source)
         except Exception as exc:  # keras raises several types for files that do not fit
             raise ValueError(f"weights_path {str(source)!r} does not fit zoo model {name!r}: {exc}") from exc
     return model
