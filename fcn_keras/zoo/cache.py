@@ -12,10 +12,10 @@ Every file here is written through :mod:`fcn_keras.files` (atomic, plain modes).
 
 Example:
     >>> import os, tempfile
-    >>> os.environ["FCN_KERAS_HOME"] = tempfile.mkdtemp()
-    >>> read_registry()
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, FCN_KERAS_HOME=tempfile.mkdtemp()):  # a fresh cache
+    ...     read_registry()
     {'sources': {}, 'converted': {}}
-    >>> del os.environ["FCN_KERAS_HOME"]
 """
 
 from __future__ import annotations
@@ -81,7 +81,10 @@ def read_registry() -> dict:
     """The cache registry: ``{"sources": {file: hashes}, "converted": {name: {sha256: entry}}}``.
 
     Example:
-        >>> sorted(read_registry())
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, FCN_KERAS_HOME=tempfile.mkdtemp()):
+        ...     sorted(read_registry())
         ['converted', 'sources']
     """
     path = _registry_path()
@@ -101,11 +104,11 @@ def save_registry(registry: dict) -> None:
 
     Example:
         >>> import os, tempfile
-        >>> os.environ["FCN_KERAS_HOME"] = tempfile.mkdtemp()
-        >>> save_registry({"sources": {"a.caffemodel": {"sha256": "00"}}, "converted": {}})
-        >>> read_registry()["sources"]
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, FCN_KERAS_HOME=tempfile.mkdtemp()):
+        ...     save_registry({"sources": {"a.caffemodel": {"sha256": "00"}}, "converted": {}})
+        ...     read_registry()["sources"]
         {'a.caffemodel': {'sha256': '00'}}
-        >>> del os.environ["FCN_KERAS_HOME"]
     """
     write_text(_registry_path(), json.dumps(registry, indent=1, sort_keys=True))
 
@@ -145,11 +148,11 @@ def cached_conversion(card: dict) -> Path | None:
 
     Example:
         >>> import os, tempfile
+        >>> from unittest import mock
         >>> from fcn_keras.zoo import info
-        >>> os.environ["FCN_KERAS_HOME"] = tempfile.mkdtemp()  # an empty cache
-        >>> cached_conversion(info("fcn8s_voc")) is None
+        >>> with mock.patch.dict(os.environ, FCN_KERAS_HOME=tempfile.mkdtemp()):  # an empty cache
+        ...     cached_conversion(info("fcn8s_voc")) is None
         True
-        >>> del os.environ["FCN_KERAS_HOME"]
     """
     registry = read_registry()
     recorded = registry["sources"].get(card["weights"]["file"])

@@ -50,7 +50,7 @@ def test_data_check_lists_every_bad_file(tmp_path, fcn_keras_cmd):
 def test_data_prepare_refuses_a_non_dataset(tmp_path, fcn_keras_cmd):
     (tmp_path / "junk").mkdir()
     status, _, err = fcn_keras_cmd("data", "prepare", tmp_path / "junk", tmp_path / "out")
-    assert status == 1 and err.startswith(f"fcn-keras: error: {tmp_path / 'junk'} is not a dataset")
+    assert status == 1 and err.startswith(f"fcn-keras: error: {tmp_path / 'junk'}: is not a dataset")  # a DataError
 
 
 def test_zoo_list_info_and_errors(fcn_keras_cmd):
