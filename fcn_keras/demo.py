@@ -83,21 +83,24 @@ def _say(verbose: int, message: str) -> None:
         print(message, flush=True)
 
 
-def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfig(), overwrite: bool = False,
-             verbose: int = 1) -> dict:
+def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig | None = None, overwrite: bool = False,
+             verbose: int = 1, **settings) -> dict:
     """Runs the demo into ``out`` and returns its summary (metrics, parity, artefact paths, seconds).
 
-    For a reproducible run it seeds Keras and turns on TensorFlow's op
-    determinism, which stays on for the rest of the process.
+    ``settings`` replace fields of ``config`` (default :class:`DemoConfig`),
+    e.g. ``run_demo("d", seed=1, epochs=2)``. For a reproducible run it seeds
+    Keras and turns on TensorFlow's op determinism, which stays on for the rest
+    of the process.
 
     Example:
         >>> import tempfile
-        >>> summary = run_demo(tempfile.mkdtemp(), DemoConfig(num_images=6, image_size=(32, 32), epochs=1,
-        ...                    steps_per_epoch=1, batch_size=2, parity_images=1), verbose=0)  # doctest: +SKIP
+        >>> summary = run_demo(tempfile.mkdtemp(), num_images=6, image_size=(32, 32), epochs=1,
+        ...                    steps_per_epoch=1, batch_size=2, parity_images=1, verbose=0)  # doctest: +SKIP
         >>> sorted(summary["artefacts"])[:3]  # doctest: +SKIP
         ['confusion_matrix', 'dataset', 'keras_model']
     """
     started = time.perf_counter()
+    config = dataclasses.replace(config or DemoConfig(), **settings)
     out = prepare_output_dir(out, overwrite, remove=ARTEFACTS.values())
     paths = {role: out / name for role, name in ARTEFACTS.items()}
 

@@ -36,15 +36,12 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     """Runs ``fcn-keras demo`` for parsed ``args``; returns the exit status."""
-    import dataclasses
+    from fcn_keras.demo import run_demo
 
-    from fcn_keras.demo import DemoConfig, run_demo
-
-    overrides = {"num_images": args.num_images, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
-                 "batch_size": args.batch_size, "image_size": args.size}
-    config = dataclasses.replace(DemoConfig(seed=args.seed), **{k: v for k, v in overrides.items() if v is not None})
+    settings = {"seed": args.seed, "num_images": args.num_images, "epochs": args.epochs,
+                "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size, "image_size": args.size}
     try:
-        run_demo(args.out, config, overwrite=args.overwrite)
+        run_demo(args.out, overwrite=args.overwrite, **{k: v for k, v in settings.items() if v is not None})
     except FileExistsError as exc:
         raise CommandError(str(exc)) from None
     return 0
