@@ -103,7 +103,15 @@ def load_caffe_weights(model, caffemodel_path: str | os.PathLike):
             mis-shaped blob (layer, expected and found shapes).
 
     Example:
-        >>> import fcn_keras
+        >>> import os, tempfile, numpy as np, fcn_keras
+        >>> from fcn_keras.caffe import CaffeLayer, write_caffemodel
+        >>> model = fcn_keras.fcn32s(num_classes=2, backbone="tiny_vgg")
+        >>> path = os.path.join(tempfile.mkdtemp(), "other.caffemodel")
+        >>> write_caffemodel(path, [CaffeLayer("fc8", "InnerProduct", blobs=[np.zeros((2, 3), "float32")])])
+        >>> load_caffe_weights(model, path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        fcn_keras.caffe.proto.CaffeModelError: ... does not fit fcn32s_tiny_vgg: ...; layers with weights in the file that the model lacks: ['fc8']. ...
         >>> model = fcn_keras.fcn8s(num_classes=21)
         >>> load_caffe_weights(model, "fcn8s-heavy-pascal.caffemodel")  # doctest: +SKIP
     """

@@ -19,22 +19,41 @@ PROG = "fcn-keras"
 
 
 class CommandError(Exception):
-    """A user-facing error: printed as one line, exit status 1."""
+    """A user-facing error: printed as one line, exit status 1.
+
+    Example:
+        >>> str(CommandError("model file x.keras does not exist"))
+        'model file x.keras does not exist'
+    """
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors that point at ``--help``."""
+    """argparse with one-line errors that point at ``--help`` (exit status 2).
+
+    Example:
+        >>> try:
+        ...     Parser(prog="fcn-keras").parse_args(["--bogus"])
+        ... except SystemExit as exit:
+        ...     print(exit.code)
+        2
+    """
 
     def error(self, message: str):
+        """Prints ``PROG: error: MESSAGE (see 'PROG --help')`` to stderr and exits with status 2."""
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def formatter(prog: str) -> argparse.HelpFormatter:
-    """The help layout of every (sub)command: descriptions as written, options aligned."""
+    """The help layout of every (sub)command: descriptions as written, options aligned.
+
+    Example:
+        >>> type(formatter("fcn-keras")).__name__
+        'RawDescriptionHelpFormatter'
+    """
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32, width=100)
 
 
-def add_command(subparsers, name: str, summary: str, description: str, examples: str = "") -> argparse.ArgumentParser:
+def add_command(subparsers: argparse._SubParsersAction, name: str, summary: str, description: str, examples: str = "") -> argparse.ArgumentParser:
     """Adds subcommand ``name`` with its one-line ``summary``, ``description`` and ``examples`` epilog.
 
     Example:

@@ -8,14 +8,22 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 from fcn_keras.cli.common import CommandError, Parser, add_command, output_dir, positive, size
 
 
-def add_parser(commands) -> None:
-    """Adds ``data`` and its subcommands to the ``fcn-keras`` subcommands."""
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Adds ``data`` and its subcommands to the ``fcn-keras`` subcommands.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="fcn-keras")
+        >>> add_parser(parser.add_subparsers())
+        >>> parser.parse_args(["data", "check", "VOC2012", "--split", "val"]).split
+        'val'
+    """
     p = add_command(commands, "data", "prepare, check or synthesise datasets", """
         Datasets are a PASCAL VOC root (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/),
         an SBD root, a split file of 'image label' path pairs (CamVid's layout; class names and the
@@ -66,8 +74,20 @@ def add_parser(commands) -> None:
     syn.set_defaults(run=run_synthetic)
 
 
-def run_prepare(args) -> int:
-    """``fcn-keras data prepare``: a dataset split -> :func:`fcn_keras.data.prepare`."""
+def run_prepare(args: argparse.Namespace) -> int:
+    """``fcn-keras data prepare``: a dataset split -> :func:`fcn_keras.data.prepare`.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from fcn_keras import data
+        >>> from fcn_keras.cli import build_parser
+        >>> work = pathlib.Path(tempfile.mkdtemp())
+        >>> root = data.write_synthetic_voc(work / "toy", num_images=4, image_size=(24, 32))
+        >>> run_prepare(build_parser().parse_args(["data", "prepare", str(root), str(work / "shards"),
+        ...                                        "--split", "trainval"]))  # doctest: +ELLIPSIS
+        prepared 4 examples of ... into .../shards
+        0
+    """
     from fcn_keras import data
 
     source = data.dataset_source(args.dataset, args.split, num_classes=args.num_classes, metadata=args.metadata)
@@ -77,8 +97,18 @@ def run_prepare(args) -> int:
     return 0
 
 
-def run_check(args) -> int:
-    """``fcn-keras data check``: :func:`fcn_keras.data.check_dataset`, one problem per line."""
+def run_check(args: argparse.Namespace) -> int:
+    """``fcn-keras data check``: :func:`fcn_keras.data.check_dataset`, one problem per line.
+
+    Example:
+        >>> import tempfile
+        >>> from fcn_keras import data
+        >>> root = data.write_synthetic_voc(tempfile.mkdtemp(), num_images=2, image_size=(24, 32))
+        >>> run_check(argparse.Namespace(dataset=str(root), split="val", num_classes=None,
+        ...                              metadata=None))  # doctest: +ELLIPSIS
+        /...: no problems found
+        0
+    """
     if not Path(args.dataset).exists():
         raise CommandError(f"dataset {args.dataset} does not exist")
     from fcn_keras import data
@@ -94,8 +124,18 @@ def run_check(args) -> int:
     return 0
 
 
-def run_synthetic(args) -> int:
-    """``fcn-keras data synthetic``: :func:`fcn_keras.data.write_synthetic_voc`."""
+def run_synthetic(args: argparse.Namespace) -> int:
+    """``fcn-keras data synthetic``: :func:`fcn_keras.data.write_synthetic_voc`.
+
+    Example:
+        >>> import tempfile
+        >>> from fcn_keras.cli import build_parser
+        >>> out = tempfile.mkdtemp()
+        >>> run_synthetic(build_parser().parse_args(["data", "synthetic", out, "--num-images", "2", "--size", "24x32",
+        ...                                          "--classes", "3"]))  # doctest: +ELLIPSIS
+        wrote 2 synthetic images (3 classes) in the VOC layout to ...
+        0
+    """
     out = output_dir(args.out, args.overwrite)
     from fcn_keras import data
 

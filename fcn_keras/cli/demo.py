@@ -8,11 +8,20 @@ Example:
 
 from __future__ import annotations
 
+import argparse
+
 from fcn_keras.cli.common import CommandError, add_command, positive, size
 
 
-def add_parser(commands) -> None:
-    """Adds ``demo`` to the ``fcn-keras`` subcommands."""
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Adds ``demo`` to the ``fcn-keras`` subcommands.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="fcn-keras")
+        >>> add_parser(parser.add_subparsers())
+        >>> parser.parse_args(["demo", "--size", "32x48", "--epochs", "1"]).size
+        (32, 48)
+    """
     p = add_command(commands, "demo", "the whole path offline in minutes: data, training, evaluation, export", """
         With no network and no data: write a synthetic VOC-layout dataset, train an FCN-8s over a small
         from-scratch encoder (tiny_vgg) with model.fit, evaluate it on the held-out split (the paper's
@@ -34,8 +43,16 @@ def add_parser(commands) -> None:
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
-    """Runs ``fcn-keras demo`` for parsed ``args``; returns the exit status."""
+def run(args: argparse.Namespace) -> int:
+    """Runs ``fcn-keras demo`` for parsed ``args`` (minutes: it trains a model); returns the exit status.
+
+    Example:
+        >>> from fcn_keras.cli import build_parser
+        >>> run(build_parser().parse_args(["demo", "--out", "/tmp/fcn-demo"]))  # doctest: +SKIP
+        [1/6] writing a synthetic VOC-layout dataset (250 images, 6 classes) to /tmp/fcn-demo/data
+        ...
+        0
+    """
     from fcn_keras.demo import run_demo
 
     settings = {"seed": args.seed, "num_images": args.num_images, "epochs": args.epochs,

@@ -14,8 +14,15 @@ from fcn_keras.cli.common import CommandError, add_command, output_dir, positive
 from fcn_keras.cli.models import load_keras_model
 
 
-def add_parser(commands) -> None:
-    """Adds ``evaluate`` to the ``fcn-keras`` subcommands."""
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Adds ``evaluate`` to the ``fcn-keras`` subcommands.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="fcn-keras")
+        >>> add_parser(parser.add_subparsers())
+        >>> parser.parse_args(["evaluate", "m.keras", "VOC2012", "--batch-size", "4"]).batch_size
+        4
+    """
     p = add_command(commands, "evaluate", "score a model on a dataset with the paper's four metrics", """
         Run a Keras model (zoo name or .keras file) over a dataset split at native resolution and
         print pixel accuracy, mean accuracy, mean IU, frequency-weighted IU and the per-class IoU,
@@ -37,7 +44,14 @@ def add_parser(commands) -> None:
 
 
 def add_evaluation_options(p: argparse.ArgumentParser) -> None:
-    """The options ``evaluate`` and ``zoo evaluate`` share (output, batch size, local weights)."""
+    """The options ``evaluate`` and ``zoo evaluate`` share (output, batch size, local weights).
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_evaluation_options(parser)
+        >>> parser.parse_args([]).batch_size
+        1
+    """
     p.add_argument("--out", help="directory for metrics.json, confusion_matrix.png and per_class_iou.png")
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--batch-size", type=positive, default=1,
@@ -45,18 +59,37 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="zoo models: a local .caffemodel or .weights.h5 instead of downloading")
 
 
-def run(args) -> int:
-    """Runs ``fcn-keras evaluate`` for parsed ``args``; returns the exit status."""
+def run(args: argparse.Namespace) -> int:
+    """Runs ``fcn-keras evaluate`` for parsed ``args``; returns the exit status.
+
+    Example:
+        >>> from fcn_keras.cli import build_parser
+        >>> run(build_parser().parse_args(["evaluate", "fcn8s_voc", "/nonexistent"]))
+        Traceback (most recent call last):
+        ...
+        fcn_keras.data.decode.DataError: /nonexistent: does not exist
+    """
     from fcn_keras import data
 
     source = data.dataset_source(args.dataset, args.split, num_classes=args.num_classes, metadata=args.metadata)
     return score(load_keras_model(args.model, args.weights), source, args)
 
 
-def score(model, source, args) -> int:
+def score(model, source, args: argparse.Namespace) -> int:
     """Evaluates ``model`` on a FileSource and writes the figures and pictures to ``args.out``.
 
     Class names, ignore label and input preprocessing are the model's own.
+
+    Example:
+        >>> import tempfile, fcn_keras
+        >>> from fcn_keras import data
+        >>> root = data.write_synthetic_voc(tempfile.mkdtemp(), num_images=4, image_size=(24, 32), num_classes=3)
+        >>> model = fcn_keras.fcn32s(class_names=["ground", "disc", "box"], backbone="tiny_vgg")
+        >>> args = argparse.Namespace(out=None, overwrite=False, batch_size=1)
+        >>> score(model, data.voc_source(root, "val", num_classes=3), args)  # doctest: +ELLIPSIS
+        evaluating fcn32s_tiny_vgg on ... (1 images)
+        ...
+        0
     """
     if source.num_classes is not None and source.num_classes != model.num_classes:
         raise CommandError(f"model {model.name} predicts {model.num_classes} classes but dataset {source.name} has "

@@ -8,14 +8,22 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from fcn_keras.cli.common import CommandError, add_command, images, positive, size
 from fcn_keras.cli.models import load_keras_model
 
 
-def add_parser(commands) -> None:
-    """Adds ``export`` to the ``fcn-keras`` subcommands."""
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Adds ``export`` to the ``fcn-keras`` subcommands.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="fcn-keras")
+        >>> add_parser(parser.add_subparsers())
+        >>> parser.parse_args(["export", "m.keras", "--tflite", "m.tflite", "--input-size", "256"]).input_size
+        (256, 256)
+    """
     p = add_command(commands, "export", "export a model as a TF Serving SavedModel and/or a TFLite file", """
         Export a Keras model (zoo name or .keras file) for serving. The SavedModel goes to
         --saved-model BASE/<version>/ (the next version unless --version), written atomically so a
@@ -41,8 +49,19 @@ def add_parser(commands) -> None:
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
-    """Runs ``fcn-keras export`` for parsed ``args``; returns the exit status."""
+def run(args: argparse.Namespace) -> int:
+    """Runs ``fcn-keras export`` for parsed ``args``; returns the exit status.
+
+    Example:
+        >>> from fcn_keras.cli import build_parser
+        >>> run(build_parser().parse_args(["export", "m.keras"]))
+        Traceback (most recent call last):
+        ...
+        fcn_keras.cli.common.CommandError: nothing to export: give --saved-model BASE and/or --tflite FILE
+        >>> run(build_parser().parse_args(["export", "m.keras", "--saved-model", "models/m"]))  # doctest: +SKIP
+        SavedModel: models/m/1
+        0
+    """
     if not args.saved_model and not args.tflite:
         raise CommandError("nothing to export: give --saved-model BASE and/or --tflite FILE")
     if args.tflite and Path(args.tflite).exists() and not args.overwrite:

@@ -22,7 +22,14 @@ MODEL_HELP = "a zoo name (see 'fcn-keras zoo list'), a .keras file, or a SavedMo
 
 @dataclass
 class Segmenter:
-    """One model behind one interface: ``segment(image uint8 (H, W, 3)) -> class indices (H, W)``."""
+    """One model behind one interface: ``segment(image uint8 (H, W, 3)) -> class indices (H, W)``.
+
+    Example:
+        >>> import numpy as np
+        >>> s = Segmenter(lambda image: np.zeros(image.shape[:2], int), ["a"], np.zeros((1, 3), np.uint8), "zeros")
+        >>> s.segment(np.zeros((2, 3, 3), np.uint8)).shape
+        (2, 3)
+    """
 
     segment: Callable
     class_names: list[str]
@@ -94,6 +101,12 @@ def load_segmenter(spec: str, weights: str | None = None) -> Segmenter:
     (``model.input_preprocessing``) and segments with its own class names and palette.
 
     Example:
+        >>> import pathlib, tempfile, numpy as np, fcn_keras
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.keras"
+        >>> fcn_keras.fcn32s(class_names=["ground", "disc"], backbone="tiny_vgg").save(path)
+        >>> segmenter = load_segmenter(str(path))
+        >>> segmenter.class_names, segmenter.segment(np.zeros((24, 32, 3), np.uint8)).shape
+        (['ground', 'disc'], (24, 32))
         >>> load_segmenter("fcn-demo/saved_model").class_names[:2]  # doctest: +SKIP
         ['background', 'shape 1']
     """

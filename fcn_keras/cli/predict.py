@@ -8,12 +8,21 @@ Example:
 
 from __future__ import annotations
 
+import argparse
+
 from fcn_keras.cli.common import add_command, images, output_dir
 from fcn_keras.cli.models import MODEL_HELP, load_segmenter
 
 
-def add_parser(commands) -> None:
-    """Adds ``predict`` to the ``fcn-keras`` subcommands."""
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Adds ``predict`` to the ``fcn-keras`` subcommands.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="fcn-keras")
+        >>> add_parser(parser.add_subparsers())
+        >>> parser.parse_args(["predict", "m.keras", "a.jpg", "photos/"]).inputs
+        ['a.jpg', 'photos/']
+    """
     p = add_command(commands, "predict", "segment images: coloured masks, overlays and index masks (PNG)", """
         Segment images with a model and write, for each image NAME.EXT in --out:
           NAME_mask.png     the class index of every pixel (greyscale PNG, values 0..C-1)
@@ -34,8 +43,23 @@ def add_parser(commands) -> None:
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
-    """Runs ``fcn-keras predict`` for parsed ``args``; returns the exit status."""
+def run(args: argparse.Namespace) -> int:
+    """Runs ``fcn-keras predict`` for parsed ``args``; returns the exit status.
+
+    Example:
+        >>> import pathlib, tempfile, fcn_keras
+        >>> from fcn_keras import data
+        >>> from fcn_keras.cli import build_parser
+        >>> work = pathlib.Path(tempfile.mkdtemp())
+        >>> root = data.write_synthetic_voc(work / "toy", num_images=2, image_size=(24, 32), num_classes=3)
+        >>> fcn_keras.fcn32s(num_classes=3, backbone="tiny_vgg", include_preprocessing=True).save(work / "m.keras")
+        >>> run(build_parser().parse_args(["predict", str(work / "m.keras"), str(root / "JPEGImages"),
+        ...                                "--out", str(work / "masks")]))  # doctest: +ELLIPSIS
+        segmenting 2 image(s) with fcn32s_tiny_vgg (.../m.keras) into .../masks
+        ...
+        wrote 6 files to .../masks: <name>_mask.png, <name>_color.png, <name>_overlay.png
+        0
+    """
     paths = images(args.inputs)
     out = output_dir(args.out, args.overwrite)
     segmenter = load_segmenter(args.model, args.weights)

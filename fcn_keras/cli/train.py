@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from fcn_keras.cli.common import CommandError, add_command, output_dir, positive
@@ -15,8 +16,15 @@ from fcn_keras.cli.common import CommandError, add_command, output_dir, positive
 TRAIN_ARTEFACTS = ("resume", "model.keras", "best.keras", "train_log.csv", "tensorboard", "recipe.json", "synthetic")
 
 
-def add_parser(commands) -> None:
-    """Adds ``train`` to the ``fcn-keras`` subcommands."""
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Adds ``train`` to the ``fcn-keras`` subcommands.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="fcn-keras")
+        >>> add_parser(parser.add_subparsers())
+        >>> parser.parse_args(["train", "tiny_synthetic", "--out", "runs/tiny"]).recipe
+        'tiny_synthetic'
+    """
     p = add_command(commands, "train", "train an FCN from a recipe with model.fit (resumable)", """
         Train the model a recipe describes (architecture, dataset, crops, optimizer, schedule, steps,
         precision): a shipped recipe name (zoo/recipes: fcn32s_voc, fcn16s_voc, fcn8s_voc,
@@ -44,8 +52,20 @@ def add_parser(commands) -> None:
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
-    """Runs ``fcn-keras train`` for parsed ``args``; returns the exit status."""
+def run(args: argparse.Namespace) -> int:
+    """Runs ``fcn-keras train`` for parsed ``args``; returns the exit status.
+
+    Example:
+        >>> import tempfile
+        >>> from fcn_keras.cli import build_parser
+        >>> run(build_parser().parse_args(["train", "no_such_recipe", "--out", tempfile.mkdtemp()]))
+        Traceback (most recent call last):
+        ...
+        fcn_keras.recipes.RecipeError: no recipe named 'no_such_recipe'; shipped recipes: [...]
+        >>> run(build_parser().parse_args(["train", "tiny_synthetic", "--out", "runs/tiny"]))  # doctest: +SKIP
+        trained tiny_synthetic to step 200: final model runs/tiny/model.keras, ...
+        0
+    """
     from fcn_keras.recipes import load_recipe
 
     recipe = load_recipe(args.recipe)

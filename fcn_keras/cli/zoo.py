@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from fcn_keras.cli.common import CommandError, Parser, add_command
@@ -17,8 +18,15 @@ from fcn_keras.cli.evaluate import add_evaluation_options, score
 from fcn_keras.cli.models import load_keras_model
 
 
-def add_parser(commands) -> None:
-    """Adds ``zoo`` and its subcommands to the ``fcn-keras`` subcommands."""
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Adds ``zoo`` and its subcommands to the ``fcn-keras`` subcommands.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="fcn-keras")
+        >>> add_parser(parser.add_subparsers())
+        >>> parser.parse_args(["zoo", "info", "fcn8s_voc"]).name
+        'fcn8s_voc'
+    """
     p = add_command(commands, "zoo", "list, describe, download and evaluate the model zoo", """
         The zoo holds the reference FCNs with the authors' published weights, converted exactly from
         Caffe. Weights download on first use into $FCN_KERAS_HOME (default ~/.keras/fcn_keras),
@@ -62,8 +70,17 @@ def add_parser(commands) -> None:
     ev.set_defaults(run=run_evaluate)
 
 
-def run_list(args) -> int:
-    """``fcn-keras zoo list``: one row per card (or names only)."""
+def run_list(args: argparse.Namespace) -> int:
+    """``fcn-keras zoo list``: one row per card (or names only).
+
+    Example:
+        >>> run_list(argparse.Namespace(names=False))  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
+        name architecture classes published mean IU loadable
+        ...
+        fcn8s_voc fcn8s 21 65.5 (seg11valid) yes
+        ...
+        0
+    """
     from fcn_keras import zoo
 
     if args.names:
@@ -80,8 +97,16 @@ def run_list(args) -> int:
     return 0
 
 
-def run_info(args) -> int:
-    """``fcn-keras zoo info NAME``: the card as JSON; for a ``.keras`` file, the model's identity and card."""
+def run_info(args: argparse.Namespace) -> int:
+    """``fcn-keras zoo info NAME``: the card as JSON; for a ``.keras`` file, the model's identity and card.
+
+    Example:
+        >>> run_info(argparse.Namespace(name="fcn8s_voc"))  # doctest: +ELLIPSIS
+        {
+          "name": "fcn8s_voc",
+        ...
+        0
+    """
     import json
 
     from fcn_keras import zoo
@@ -94,8 +119,19 @@ def run_info(args) -> int:
     return 0
 
 
-def run_evaluate(args) -> int:
-    """``fcn-keras zoo evaluate NAME --voc ROOT``: the card's published evaluation, reproduced."""
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``fcn-keras zoo evaluate NAME --voc ROOT``: the card's published evaluation, reproduced.
+
+    Example:
+        >>> from fcn_keras.cli import build_parser
+        >>> run_evaluate(build_parser().parse_args(["zoo", "evaluate", "fcn8s_voc", "--voc", "/nonexistent"]))
+        Traceback (most recent call last):
+        ...
+        fcn_keras.cli.common.CommandError: --voc /nonexistent is not a directory
+        >>> run_evaluate(build_parser().parse_args(["zoo", "evaluate", "fcn8s_voc", "--voc", "VOC2011"]))  # doctest: +SKIP
+        evaluating fcn8s_voc on VOC2011 seg11valid (736 images)
+        ...
+    """
     from fcn_keras import data, zoo
 
     card = zoo.info(args.name)
@@ -109,8 +145,14 @@ def run_evaluate(args) -> int:
     return score(load_keras_model(args.name, args.weights), source, args)
 
 
-def run_download(args) -> int:
-    """``fcn-keras zoo download NAME``: download, verify and convert into the cache."""
+def run_download(args: argparse.Namespace) -> int:
+    """``fcn-keras zoo download NAME``: download, verify and convert into the cache.
+
+    Example:
+        >>> run_download(argparse.Namespace(name="fcn8s_voc"))  # doctest: +SKIP
+        fcn8s_voc: verified weights at /home/me/.keras/fcn_keras/downloads/fcn8s-heavy-pascal.caffemodel
+        0
+    """
     from fcn_keras import zoo
 
     path = zoo.download(args.name)

@@ -185,8 +185,14 @@ def save_conversion(card: dict, model, source: Path, digests: dict) -> Path:
     a file with no published checksum must match them on later uses.
 
     Example:
-        >>> save_conversion(card, model, Path("fcn8s-heavy-pascal.caffemodel"), digests)  # doctest: +SKIP
-        PosixPath('/home/me/.keras/fcn_keras/converted/fcn8s_voc-c1f4....weights.h5')
+        >>> import os, tempfile, fcn_keras
+        >>> from unittest import mock
+        >>> card = {"name": "tiny", "weights": {"file": "tiny.caffemodel", "checksum": "none"}}
+        >>> model = fcn_keras.fcn32s(num_classes=2, backbone="tiny_vgg")
+        >>> with mock.patch.dict(os.environ, FCN_KERAS_HOME=tempfile.mkdtemp()):
+        ...     path = save_conversion(card, model, Path("tiny.caffemodel"), {"sha256": "ab" * 32})
+        ...     path.name, cached_conversion(card) == path
+        ('tiny-abababababababab.weights.h5', True)
     """
     name = f"{card['name']}-{digests['sha256'][:16]}.weights.h5"
     converted = home() / "converted" / name

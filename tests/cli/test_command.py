@@ -114,8 +114,14 @@ def test_the_cli_does_not_import_the_demo():
         assert imports == ([] if path.name != "demo.py" else ["    from fcn_keras.demo import run_demo"]), path
 
 
-@pytest.mark.parametrize("module", sorted(p.stem for p in Path(cli.__file__).parent.glob("*.py")
-                                          if p.stem not in ("__main__",)))
+# Their examples call fcn_keras.data.dataset_source, which the data helper is adding.
+_NEED_DATASET_SOURCE = pytest.mark.xfail(not hasattr(importlib.import_module("fcn_keras.data"), "dataset_source"),
+                                         strict=True, reason="fcn_keras.data.dataset_source is not on this branch yet")
+
+
+@pytest.mark.parametrize("module", [
+    pytest.param(p.stem, marks=_NEED_DATASET_SOURCE if p.stem in ("evaluate", "data") else ())
+    for p in sorted(Path(cli.__file__).parent.glob("*.py")) if p.stem != "__main__"])
 def test_docstring_examples_run(module):
     name = "fcn_keras.cli" if module == "__init__" else f"fcn_keras.cli.{module}"
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
