@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fcn_keras.caffe.proto import CaffeModelError
 from fcn_keras.caffe.reader import iter_caffemodel, read_caffemodel
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["load_caffe_weights"]
 
@@ -83,7 +87,7 @@ def _fits(found: tuple[int, ...], shape: tuple[int, ...]) -> bool:
     return found == _strip(shape) or (len(shape) == 4 and found == _strip((shape[0], int(np.prod(shape[1:])))))
 
 
-def load_caffe_weights(model, caffemodel_path: str | os.PathLike):
+def load_caffe_weights(model: keras.Model, caffemodel_path: str | os.PathLike) -> keras.Model:
     """Fills an FCN built by :mod:`fcn_keras.models` with a ``.caffemodel``'s weights, exactly.
 
     Blobs are matched by the reference layer names. Convolution weights

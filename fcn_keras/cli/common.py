@@ -13,7 +13,7 @@ import argparse
 import os
 import textwrap
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NoReturn, Sequence
 
 PROG = "fcn-keras"
 
@@ -38,7 +38,7 @@ class Parser(argparse.ArgumentParser):
         2
     """
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         """Prints ``PROG: error: MESSAGE (see 'PROG --help')`` to stderr and exits with status 2."""
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 

@@ -9,9 +9,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from fcn_keras.cli.common import CommandError, add_command, output_dir, positive
 from fcn_keras.cli.models import load_keras_model
+
+if TYPE_CHECKING:
+    from fcn_keras.data import FileSource
+    from fcn_keras.models import SegmentationModel
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     return score(load_keras_model(args.model, args.weights), source, args)
 
 
-def score(model, source, args: argparse.Namespace) -> int:
+def score(model: SegmentationModel, source: FileSource, args: argparse.Namespace) -> int:
     """Evaluates ``model`` on a FileSource and writes the figures and pictures to ``args.out``.
 
     Class names, ignore label and input preprocessing are the model's own.

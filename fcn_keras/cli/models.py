@@ -13,9 +13,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from fcn_keras.cli.common import CommandError
+
+if TYPE_CHECKING:
+    from fcn_keras.models import SegmentationModel
 
 MODEL_HELP = "a zoo name (see 'fcn-keras zoo list'), a .keras file, or a SavedModel directory"
 
@@ -37,7 +40,7 @@ class Segmenter:
     description: str
 
 
-def load_keras_model(spec: str, weights: str | None = None):
+def load_keras_model(spec: str, weights: str | None = None) -> SegmentationModel:
     """A Keras model from a zoo name or a ``.keras`` file (for commands that need Keras itself).
 
     Example:

@@ -25,9 +25,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from fcn_keras.files import atomic_path, write_text
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = [
     "CacheError", "home", "ensure_writable", "read_registry", "save_registry", "file_hashes", "file_stat",
@@ -168,7 +171,7 @@ def cached_conversion(card: dict) -> Path | None:
     return converted if file_hashes(converted)["sha256"] == entry["sha256"] else None
 
 
-def _save_weights(model, path: Path) -> None:
+def _save_weights(model: keras.Model, path: Path) -> None:
     # Keras refuses a weights file whose name does not end in ".weights.h5", and
     # atomic_path's temporary name ends in ".tmp.h5": the weights are saved under
     # their own name in a scratch directory, then handed to atomic_path to publish.
@@ -178,7 +181,7 @@ def _save_weights(model, path: Path) -> None:
         os.replace(staged, tmp)
 
 
-def save_conversion(card: dict, model, source: Path, digests: dict) -> Path:
+def save_conversion(card: dict, model: keras.Model, source: Path, digests: dict) -> Path:
     """Caches ``model``'s weights, converted from the verified download ``source``, and records both hashes.
 
     Returns the converted file. The first verified download's hashes are kept:

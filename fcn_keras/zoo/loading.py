@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fcn_keras.caffe import CaffeModelError, load_caffe_weights
 from fcn_keras.zoo.cache import cached_conversion, ensure_writable, home, save_conversion
 from fcn_keras.zoo.cards import loadable_card, provenance
 from fcn_keras.zoo.downloads import card_hashes, check_source, download_source
 
+if TYPE_CHECKING:
+    from fcn_keras.models import FCN
+
 __all__ = ["build", "load", "download"]
 
 
-def build(card: dict, include_preprocessing: bool = True, weights: str = "published"):
+def build(card: dict, include_preprocessing: bool = True, weights: str = "published") -> FCN:
     """The card's architecture without weights: an :class:`~fcn_keras.models.FCN` that knows what it is.
 
     Its class names, palette, ignore label and preprocessing mode come from the
@@ -49,7 +53,7 @@ def build(card: dict, include_preprocessing: bool = True, weights: str = "publis
     )
 
 
-def _convert_and_cache(card: dict, model, source: Path, digests: dict) -> None:
+def _convert_and_cache(card: dict, model: FCN, source: Path, digests: dict) -> None:
     """Fills ``model`` from the checked download ``source`` and caches the conversion.
 
     A file that does not fit the architecture is deleted; one that does is
@@ -90,7 +94,7 @@ def load(
     include_preprocessing: bool = True,
     verify: bool = True,
     progress: bool = True,
-):
+) -> FCN:
     """A zoo model ready for RGB images with values 0-255, with its published weights.
 
     Args:
