@@ -155,8 +155,7 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig | None = No
     t = lap("training", t)
 
     _say(verbose, f"[3/6] evaluating on the held-out split ({len(val_source)} images)")
-    scores = evaluate(model, val_source.dataset(), model.num_classes, class_names=model.class_names,
-                      verbose=verbose)
+    scores = evaluate(model, val_source.dataset(), verbose=verbose)  # classes and preprocessing: the model's
     t = lap("evaluation", t)
 
     _say(verbose, "[4/6] exporting a SavedModel (TF Serving) and a TFLite file, and checking them against Keras")
@@ -164,8 +163,8 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig | None = No
 
     held_out = [val_source.read(i)[0] for i in range(min(config.parity_images, len(val_source)))]
     exports = {
-        "savedmodel": export_model(model, paths["saved_model"], "saved_model", class_names=model.class_names,
-                                   check_images=held_out, verbose=bool(verbose)),
+        "savedmodel": export_model(model, paths["saved_model"], "saved_model", check_images=held_out,
+                                   verbose=bool(verbose)),
         "tflite": export_model(model, paths["tflite"], "tflite", check_images=held_out, verbose=bool(verbose)),
     }
     saved_model = exports["savedmodel"]["path"]
@@ -179,16 +178,15 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig | None = No
     _say(verbose, "[5/6] segmenting a held-out sample image with the exported SavedModel")
     image, label = val_source.read(0)
     prediction = saved_model_logits(saved_model)(image).argmax(-1).astype(np.uint8)
-    sample = viz.save_prediction(image, prediction, paths["sample"], val_source.ids[0],
-                                 class_names=model.class_names, palette=model.palette)
+    sample = viz.save_prediction(image, prediction, paths["sample"], val_source.ids[0], model=model)
     sample["comparison"] = viz.save_image(
-        viz.side_by_side(image, label, prediction, class_names=model.class_names, palette=model.palette),
+        viz.side_by_side(image, label, prediction, model=model),
         paths["sample"] / f"{val_source.ids[0]}_comparison.png")
     t = lap("sample", t)
 
     _say(verbose, "[6/6] drawing the confusion matrix, per-class IoU and training curves")
-    viz.save_image(viz.confusion_matrix_image(scores["confusion_matrix"], model.class_names), paths["confusion_matrix"])
-    viz.save_image(viz.iou_bars_image(scores["per_class_iou"]), paths["per_class_iou"])
+    viz.save_image(viz.confusion_matrix_image(scores["confusion_matrix"], model=model), paths["confusion_matrix"])
+    viz.save_image(viz.iou_bars_image(scores["per_class_iou"], model=model), paths["per_class_iou"])
     viz.save_image(viz.training_curves_image(paths["training_log"]), paths["training_curves"])
     lap("pictures", t)
 

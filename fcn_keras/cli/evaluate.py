@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
 def score(model: SegmentationModel, source: FileSource, args: argparse.Namespace) -> int:
     """Evaluates ``model`` on a FileSource and writes the figures and pictures to ``args.out``.
 
-    Class names, ignore label and input preprocessing are the model's own.
+    :func:`fcn_keras.evaluation.evaluate` takes the class names, ignore label and
+    input preprocessing from the model, and so do the pictures.
 
     Example:
         >>> import tempfile, fcn_keras
@@ -103,20 +104,11 @@ def score(model: SegmentationModel, source: FileSource, args: argparse.Namespace
     from fcn_keras import viz
     from fcn_keras.evaluation import evaluate
 
-    dataset = source.dataset()
-    mode = model.input_preprocessing
-    if mode is not None:  # the model takes preprocessed images; the source gives RGB 0-255
-        import tensorflow as tf
-
-        from fcn_keras.preprocessing import preprocess
-
-        dataset = dataset.map(lambda image, label: (preprocess(tf.cast(image, tf.float32), mode), label))
-    names = list(model.class_names)
     print(f"evaluating {model.name} on {source.name} ({len(source)} images)")
-    result = evaluate(model, dataset, model.num_classes, class_names=names, ignore_label=model.ignore_label,
-                      batch_size=args.batch_size, out_json=out / "metrics.json" if out else None)
+    result = evaluate(model, source.dataset(), batch_size=args.batch_size,
+                      out_json=out / "metrics.json" if out else None)
     if out:
-        viz.save_image(viz.confusion_matrix_image(result["confusion_matrix"], names), out / "confusion_matrix.png")
-        viz.save_image(viz.iou_bars_image(result["per_class_iou"]), out / "per_class_iou.png")
+        viz.save_image(viz.confusion_matrix_image(result["confusion_matrix"], model=model), out / "confusion_matrix.png")
+        viz.save_image(viz.iou_bars_image(result["per_class_iou"], model=model), out / "per_class_iou.png")
         print(f"wrote metrics.json, confusion_matrix.png and per_class_iou.png to {out}")
     return 0
