@@ -17,7 +17,8 @@ import tensorflow as tf
 from fcn_keras.data.prepared import load_prepared
 from fcn_keras.data.source import FileSource
 from fcn_keras.palette import IGNORE_LABEL
-from fcn_keras.preprocessing import REFERENCE_BGR_MEAN
+from fcn_keras.preprocessing import MODES, REFERENCE_BGR_MEAN
+from fcn_keras.preprocessing import preprocess as preprocess_image
 
 AUTOTUNE = tf.data.AUTOTUNE
 MEAN_RGB: tuple[float, float, float] = tuple(reversed(REFERENCE_BGR_MEAN))
@@ -171,9 +172,10 @@ def augment(
 def preprocess(image: tf.Tensor, preprocessing: str | Callable | None = "fcn") -> tf.Tensor:
     """Applies the model input preprocessing to float RGB 0-255 images.
 
-    ``"fcn"``: the reference (BGR minus :data:`~fcn_keras.preprocessing.REFERENCE_BGR_MEAN`);
-    ``None``: unchanged float32 RGB 0-255 (for models built with ``include_preprocessing=True``);
-    or any callable.
+    A mode of :data:`fcn_keras.preprocessing.MODES` (``"fcn"``: the reference,
+    BGR minus :data:`~fcn_keras.preprocessing.REFERENCE_BGR_MEAN`), as
+    ``model.input_preprocessing`` names it; ``None``: unchanged float32 RGB 0-255
+    (for models with ``include_preprocessing=True``); or any callable.
 
     Example:
         >>> [round(float(v), 3) for v in preprocess(tf.constant([[[122.67892, 116.66877, 104.00699]]]))[0, 0]]
@@ -182,11 +184,11 @@ def preprocess(image: tf.Tensor, preprocessing: str | Callable | None = "fcn") -
     image = tf.cast(image, tf.float32)
     if preprocessing is None:
         return image
-    if preprocessing == "fcn":
-        return tf.reverse(image, axis=[-1]) - tf.constant(REFERENCE_BGR_MEAN, tf.float32)
     if callable(preprocessing):
         return preprocessing(image)
-    raise ValueError(f"preprocessing must be 'fcn', None or a callable, got {preprocessing!r}")
+    if preprocessing in MODES:
+        return preprocess_image(image, preprocessing)
+    raise ValueError(f"preprocessing must be one of {sorted(MODES)}, None or a callable, got {preprocessing!r}")
 
 
 def make_pipeline(

@@ -18,7 +18,6 @@ label, preprocessing, card) and the file's input and output
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterator
 
 import keras

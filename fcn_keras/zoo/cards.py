@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from fcn_keras.palette import VOC_CLASSES, voc_palette
-from fcn_keras.preprocessing import CAFFE_BGR_MEAN, REFERENCE_BGR_MEAN
+from fcn_keras.preprocessing import MODES
 from fcn_keras.resources import zoo_path
 
 if sys.version_info >= (3, 11):
@@ -34,18 +34,19 @@ class CardError(ValueError):
     """A model card is missing a key or has a wrong value (the message names file and key)."""
 
 
-BGR_MEANS: dict[str, tuple[float, float, float]] = {"fcn": REFERENCE_BGR_MEAN, "caffe": CAFFE_BGR_MEAN}
+BGR_MEANS: dict[str, tuple[float, float, float]] = {
+    name: mode.bgr_mean for name, mode in MODES.items() if mode.bgr_mean is not None}
 """The preprocessing modes of :data:`fcn_keras.preprocessing.MODES` that subtract a BGR mean, with that mean."""
 
 
-def mean_matches(bgr_mean, mode: str, tolerance: float = 0.01) -> bool:
-    """Whether a card's ``bgr_mean`` is ``mode``'s mean (PASCAL-Context rounds the VOC mean to 3 decimals).
+def mean_matches(bgr_mean, mode: str) -> bool:
+    """Whether a card's ``bgr_mean`` is exactly ``mode``'s mean (the authors' layer files, to the digit).
 
     Example:
-        >>> mean_matches([104.007, 116.669, 122.679], "fcn"), mean_matches([116.190, 97.203, 92.318], "fcn")
+        >>> mean_matches([104.007, 116.669, 122.679], "pascalcontext"), mean_matches([104.007, 116.669, 122.679], "fcn")
         (True, False)
     """
-    return all(abs(a - b) < tolerance for a, b in zip(bgr_mean, BGR_MEANS[mode]))
+    return [float(v) for v in bgr_mean] == list(BGR_MEANS[mode])
 
 
 _METRIC_KEYS = ("mean_iu", "pixel_accuracy", "mean_accuracy", "fw_iu", "geometric_accuracy")
@@ -151,8 +152,8 @@ def validate_card(card: dict, where: str = "<card>") -> dict:
     if card["loadable"] and not mean_matches(mean, mode):
         raise CardError(
             f"{where}: key 'preprocessing.bgr_mean' {mean} differs from mode {mode!r}'s mean {list(BGR_MEANS[mode])}: "
-            "a model applies only the modes of fcn_keras.preprocessing.MODES, so such a card must be "
-            "loadable = false (with not_loadable_reason) until a mode for its mean exists")
+            "a model applies exactly the modes of fcn_keras.preprocessing.MODES: name the mode with this mean, "
+            "or add one for it")
 
     weights = card["weights"]
     if not _CHECKSUM.match(weights["checksum"]):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import sys
 
+import keras
+import numpy as np
 import pytest
 
 import fcn_keras.zoo as zoo
@@ -105,15 +107,18 @@ def test_catalog_summarises_every_entry():
     assert rows["nyud_fcn32s_color"]["mean_iu"] is None  # no figure in the reference notes
 
 
-def test_a_dataset_mean_no_preprocessing_mode_has_is_not_loadable():
-    """NYUDv2 was trained with its own BGR mean, which is none of the modes a model applies:
-    the card says so instead of wrapping the model in an ad-hoc layer."""
-    card = zoo.info("nyud_fcn32s_color")
-    assert not card["loadable"] and "116.190, 97.203, 92.318" in card["not_loadable_reason"]
-    with pytest.raises(NotImplementedError, match="NYUDv2's own BGR mean"):
-        zoo.load("nyud_fcn32s_color", weights=False)
-    # PASCAL-Context writes the VOC mean rounded to 3 decimals: that is mode "fcn".
-    assert zoo.info("pascalcontext_fcn8s")["loadable"]
+def test_each_dataset_mean_is_a_mode_the_model_applies_exactly():
+    """NYUDv2 and PASCAL-Context were trained with their own BGR means (nyud_layers.py,
+    pascalcontext_layers.py): their cards name those modes, and the models subtract them."""
+    for name, mode, mean in [("nyud_fcn32s_color", "nyud", (116.190, 97.203, 92.318)),
+                             ("pascalcontext_fcn8s", "pascalcontext", (104.007, 116.669, 122.679))]:
+        assert zoo.info(name)["loadable"]
+        model = zoo.load(name, weights=False)
+        assert model.preprocessing == mode and model.include_preprocessing
+        black = keras.ops.convert_to_numpy(model.get_layer("preprocessing")(np.zeros((1, 1, 1, 3), "float32")))
+        np.testing.assert_allclose(black[0, 0, 0], -np.array(mean, "float32"))
+        del model
+        keras.backend.clear_session()
 
 
 def test_a_loadable_card_must_state_a_mode_the_model_knows():
