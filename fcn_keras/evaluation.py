@@ -17,10 +17,9 @@ from typing import Iterable
 import numpy as np
 import keras
 
-from fcn_keras.export.graph import require_segmentation_model
 from fcn_keras.files import write_text
 from fcn_keras.metrics import SCORE_NAMES, confusion_matrix, scores_from_confusion
-from fcn_keras.models import SegmentationModel
+from fcn_keras.models import SegmentationModel, require_segmentation_model
 from fcn_keras.preprocessing import preprocess
 
 

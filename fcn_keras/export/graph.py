@@ -22,32 +22,10 @@ from typing import Callable
 import keras
 import numpy as np
 
-from fcn_keras.models import SegmentationModel, reference_graph
+from fcn_keras.models import SegmentationModel, reference_graph, require_segmentation_model
 from fcn_keras.preprocessing import preprocess
 
 _PROBE_SIZE = (37, 50)  # odd, not a multiple of 32: exposes any crop/pad mistake
-
-
-def require_segmentation_model(model) -> SegmentationModel:
-    """``model`` if it is a :class:`~fcn_keras.models.SegmentationModel`, else a ``TypeError`` saying how to make one.
-
-    Exports, parity checks and :func:`fcn_keras.evaluation.evaluate` read the
-    class names, palette, ignore label and preprocessing from the model.
-
-    Example:
-        >>> x = keras.Input((None, None, 3))
-        >>> require_segmentation_model(keras.Model(x, x))
-        Traceback (most recent call last):
-        ...
-        TypeError: need an fcn_keras.models.SegmentationModel, which knows its classes and preprocessing; got a Functional. Wrap a plain Keras model: SegmentationModel(model.inputs, model.outputs, architecture=..., backbone=..., class_names=[...], preprocessing=..., include_preprocessing=...)
-    """
-    if not isinstance(model, SegmentationModel):
-        raise TypeError(
-            f"need an fcn_keras.models.SegmentationModel, which knows its classes and preprocessing; got a "
-            f"{type(model).__name__}. Wrap a plain Keras model: SegmentationModel(model.inputs, model.outputs, "
-            f"architecture=..., backbone=..., class_names=[...], preprocessing=..., include_preprocessing=...)"
-        )
-    return model
 
 
 def _float32_config(config):

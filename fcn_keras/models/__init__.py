@@ -17,10 +17,10 @@ from fcn_keras.models.layers import (
     Scale,
     bilinear_kernel,
 )
-from fcn_keras.models.segmentation_model import SegmentationModel, reference_graph
+from fcn_keras.models.segmentation_model import SegmentationModel, reference_graph, require_segmentation_model
 
 __all__ = [
     "BACKBONES", "FCN", "HEADS", "BilinearUpsamplingInitializer", "CropToReference", "PadToMultiple",
     "Preprocessing", "Scale", "SegmentationModel", "bilinear_kernel", "build_fcn", "convolutionalize",
-    "fcn8s", "fcn8s_atonce", "fcn16s", "fcn32s", "reference_graph",
+    "fcn8s", "fcn8s_atonce", "fcn16s", "fcn32s", "reference_graph", "require_segmentation_model",
 ]

@@ -268,3 +268,25 @@ class SegmentationModel(keras.Model):
         functional = keras.Model.from_config({k: v for k, v in config.items() if k not in identity},
                                              custom_objects=custom_objects)
         return cls(functional.input, functional.output, name=functional.name, **identity)
+
+
+def require_segmentation_model(model) -> SegmentationModel:
+    """``model`` if it is a :class:`~fcn_keras.models.SegmentationModel`, else a ``TypeError`` saying how to make one.
+
+    Exports, parity checks and :func:`fcn_keras.evaluation.evaluate` read the
+    class names, palette, ignore label and preprocessing from the model.
+
+    Example:
+        >>> x = keras.Input((None, None, 3))
+        >>> require_segmentation_model(keras.Model(x, x))
+        Traceback (most recent call last):
+        ...
+        TypeError: need an fcn_keras.models.SegmentationModel, which knows its classes and preprocessing; got a Functional. Wrap a plain Keras model: SegmentationModel(model.inputs, model.outputs, architecture=..., backbone=..., class_names=[...], preprocessing=..., include_preprocessing=...)
+    """
+    if not isinstance(model, SegmentationModel):
+        raise TypeError(
+            f"need an fcn_keras.models.SegmentationModel, which knows its classes and preprocessing; got a "
+            f"{type(model).__name__}. Wrap a plain Keras model: SegmentationModel(model.inputs, model.outputs, "
+            f"architecture=..., backbone=..., class_names=[...], preprocessing=..., include_preprocessing=...)"
+        )
+    return model
