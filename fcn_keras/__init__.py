@@ -1,32 +1,32 @@
 """fcn_keras: Fully Convolutional Networks for semantic segmentation in Keras 3.
 
-Importing the package loads nothing heavy. The Keras model code (which never
-imports TensorFlow, so it runs on every Keras backend) loads on first use of a
-builder; the TensorFlow-based parts — ``fcn_keras.data``, ``fcn_keras.export``
-and others — are submodules imported on first use.
+Importing the package registers every serializable class with Keras (the
+models, their layers, the loss, the metric and the optimizer), so that plain
+``keras.models.load_model(path)`` reads any fcn_keras file afterwards, in safe
+mode. Those modules depend on Keras only. The TensorFlow-based parts —
+``fcn_keras.data``, ``fcn_keras.export``, ``fcn_keras.training`` and others —
+are submodules imported on first use.
 
 Example:
     >>> import fcn_keras
-    >>> fcn_keras.fcn8s(num_classes=21).name
-    'fcn8s'
+    >>> model = fcn_keras.fcn8s(num_classes=21)
+    >>> model.name, model.num_classes
+    ('fcn8s', 21)
 """
 
 import importlib
 
+# Registration: each of these modules registers its classes when imported.
+from fcn_keras import losses, metrics, optimizers  # noqa: F401
+from fcn_keras.models import FCN, SegmentationModel, build_fcn, fcn8s, fcn8s_atonce, fcn16s, fcn32s
+from fcn_keras.preprocessing import preprocess, preprocess_input
+
 __version__ = "0.1.0"
-__all__ = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce", "build_fcn", "preprocess_input", "__version__"]
-
-
-# Lazy too, so that `fcn-keras --help` (fcn_keras.cli) does not wait for Keras to import.
-_LAZY_NAMES = {
-    "fcn32s": "fcn_keras.models", "fcn16s": "fcn_keras.models", "fcn8s": "fcn_keras.models",
-    "fcn8s_atonce": "fcn_keras.models", "build_fcn": "fcn_keras.models", "preprocess_input": "fcn_keras.preprocessing",
-}
+__all__ = ["FCN", "SegmentationModel", "fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce", "build_fcn",
+           "preprocess", "preprocess_input", "__version__"]
 
 
 def __getattr__(name):
-    if name in _LAZY_NAMES:
-        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
     # Lazy submodules: `fcn_keras.data`, `fcn_keras.zoo`, ... import on first access.
     try:
         return importlib.import_module(f"fcn_keras.{name}")

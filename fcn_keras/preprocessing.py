@@ -1,32 +1,87 @@
-"""The reference FCN input preprocessing: RGB 0-255 to mean-subtracted BGR.
+"""Input preprocessing: RGB images with values 0-255 to what a network was trained on.
 
-Pure ``keras.ops``: usable on NumPy arrays and on any Keras backend.
+The one definition of every mode. The model's ``Preprocessing`` layer, the data
+pipeline, the exports and the CLI all call :func:`preprocess`; a model says
+which mode it needs (``model.preprocessing``) and whether it applies it itself
+(``model.input_preprocessing`` is ``None`` then). Only slicing and arithmetic
+are used, so the same function runs on NumPy arrays, ``tf.Tensor`` (tf.data,
+SavedModel signatures) and every Keras backend's tensors.
 """
 
 from __future__ import annotations
 
-from keras import ops
+import numpy as np
 
 REFERENCE_BGR_MEAN: tuple[float, float, float] = (104.00699, 116.66877, 122.67892)
-"""Mean pixel (B, G, R) subtracted by the reference Caffe models (voc_layers.py)."""
+"""Mean pixel (B, G, R) subtracted by the reference Caffe FCNs (voc_layers.py)."""
+
+CAFFE_BGR_MEAN: tuple[float, float, float] = (103.939, 116.779, 123.68)
+"""keras.applications' "caffe" mode (ImageNet VGG16/ResNet50): BGR minus this mean."""
+
+IMAGENET_RGB_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_RGB_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+MODES: dict[str, str] = {
+    "fcn": "RGB->BGR, minus the reference FCN mean (104.00699, 116.66877, 122.67892)",
+    "caffe": "RGB->BGR, minus the ImageNet mean (103.939, 116.779, 123.68) (keras.applications VGG16, ResNet50)",
+    "tf": "scaled to [-1, 1] (keras.applications MobileNetV2)",
+    "torch": "scaled to [0, 1], minus the ImageNet mean, divided by its std",
+}
+"""The preprocessing modes, each with what it does."""
 
 
-def preprocess_input(images, dtype: str = "float32"):
-    """Converts RGB images with values 0-255 to the reference networks' input.
+def check_mode(mode: str, argument: str = "preprocessing") -> str:
+    """``mode`` if it is a key of :data:`MODES`, else a ``ValueError`` naming ``argument``.
 
-    Reverses the channel order (RGB to BGR) and subtracts
-    :data:`REFERENCE_BGR_MEAN`. The last axis must hold the 3 channels.
+    Example:
+        >>> check_mode("bgr")
+        Traceback (most recent call last):
+        ...
+        ValueError: preprocessing must be one of ['caffe', 'fcn', 'tf', 'torch'], got 'bgr'
+    """
+    if mode not in MODES:
+        raise ValueError(f"{argument} must be one of {sorted(MODES)}, got {mode!r}")
+    return mode
+
+
+def preprocess(images, mode: str = "fcn"):
+    """Maps float RGB images with values 0-255 (channels last) to the network input of ``mode``.
+
+    NumPy (or list) input of any dtype is converted to float32; tensors must be
+    floating point already (``tf.cast``/``keras.ops.cast`` them first) and keep
+    their type and dtype.
 
     Example:
         >>> import numpy as np
-        >>> x = preprocess_input(np.full((1, 2, 2, 3), 255, "uint8"))
+        >>> x = preprocess(np.full((1, 2, 2, 3), 255, "uint8"), "fcn")
         >>> [round(float(v), 5) for v in x[0, 0, 0]]
         [150.99301, 138.33123, 132.32108]
+        >>> float(preprocess(np.zeros((1, 1, 1, 3)), "tf")[0, 0, 0, 0])
+        -1.0
     """
-    images = ops.cast(ops.convert_to_tensor(images), dtype)
+    check_mode(mode)
+    if isinstance(images, (np.ndarray, list, tuple, int, float)):
+        images = np.asarray(images, np.float32)
     if images.shape[-1] != 3:
-        raise ValueError(
-            f"preprocess_input: images must have 3 channels on the last axis, got shape {tuple(images.shape)}"
-        )
-    bgr = ops.flip(images, axis=-1)
-    return bgr - ops.convert_to_tensor(REFERENCE_BGR_MEAN, dtype=dtype)
+        raise ValueError(f"preprocess: images must have 3 channels on the last axis, got shape {tuple(images.shape)}")
+    dtype = getattr(images.dtype, "as_numpy_dtype", images.dtype)  # tf.DType -> its NumPy twin
+
+    def constant(values):
+        return np.asarray(values, dtype=dtype)
+
+    if mode in ("fcn", "caffe"):
+        return images[..., ::-1] - constant(REFERENCE_BGR_MEAN if mode == "fcn" else CAFFE_BGR_MEAN)
+    if mode == "tf":
+        return images / constant(127.5) - constant(1.0)
+    return (images / constant(255.0) - constant(IMAGENET_RGB_MEAN)) / constant(IMAGENET_RGB_STD)
+
+
+def preprocess_input(images):
+    """The reference FCN weights' preprocessing (mode ``"fcn"``) of RGB 0-255 images.
+
+    Example:
+        >>> import numpy as np
+        >>> preprocess_input(np.zeros((2, 4, 4, 3))).shape
+        (2, 4, 4, 3)
+    """
+    return preprocess(images, "fcn")

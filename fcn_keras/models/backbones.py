@@ -18,15 +18,12 @@ import numpy as np
 import keras
 from keras import layers
 
-from fcn_keras.models import margin
-from fcn_keras.models.fast_convolutions import PatchMatmulConv2D, WinogradConv2D
 from fcn_keras.models.layers import PadToMultiple
 
 # (filters, convolutions) per VGG16 block; every block ends in a 2x2/2 ceil-mode max pool.
 VGG16_BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 REFERENCE_PAD = 100
 """conv1_1's zero padding in the reference: it makes every input size alignable."""
-_MARGIN_BLOCKS = 3  # blocks computed without the pad's constant margin (fcn_keras.models.margin)
 
 
 @dataclass(frozen=True)
@@ -97,60 +94,30 @@ def get_backbone(name: str) -> Backbone:
     return BACKBONES[name]
 
 
-def vgg16_trunk(x, fast: bool = True) -> dict[int, object]:
-    """Applies the reference trunk conv1_1 ... drop7 to ``x``; returns features by stride.
+def vgg16_trunk(x) -> dict[int, object]:
+    """The reference trunk conv1_1 ... drop7 (net.py) applied to ``x``; returns features by stride.
 
     Stride 8 is ``pool3``, 16 ``pool4`` and 32 ``drop7`` (fc7 after dropout).
-    ``fast`` computes exactly the same with less work: blocks 1-3 skip the
-    constant margin of conv1_1's 100-pixel pad (:mod:`fcn_keras.models.margin`),
-    wide 3x3 convolutions use Winograd's algorithm and fc6 is one matrix
-    product (:mod:`fcn_keras.models.fast_convolutions`). ``fast=False`` is the
-    plain layer-by-layer network, for checking and measuring the fast one.
+    Caffe's ``pad=100`` of conv1_1 is the ``pad1`` zero padding before a valid
+    convolution; every other convolution is 3x3 with ``pad=1`` ("same"), and
+    every pooling rounds up (``padding="same"``), as Caffe's does. The models
+    compute this network faster, exactly, over the same layers
+    (:mod:`fcn_keras.models.fast`).
+
+    Example:
+        >>> features = vgg16_trunk(keras.Input((64, 80, 3)))
+        >>> [tuple(features[s].shape[1:3]) for s in (8, 16, 32)]
+        [(33, 35), (17, 18), (3, 4)]
     """
-    image = x
-    if fast:
-        # The background of blocks 1-3 comes from a small zero proxy; the image's part
-        # starts with the two pad pixels conv1_1 reads next to it.
-        period = 2 ** (_MARGIN_BLOCKS - 1)  # the pooling strides before the core is pasted
-        proxy = margin.MarginProxy(REFERENCE_PAD, period=period, size=72, name="margin_proxy")(image)
-        x = layers.ZeroPadding2D(2, name="pad1")(x)
-        offset = REFERENCE_PAD - 2  # of the core within the full map, at the current stride
-    else:
-        x = layers.ZeroPadding2D(REFERENCE_PAD, name="pad1")(x)
+    x = layers.ZeroPadding2D(REFERENCE_PAD, name="pad1")(x)
     features = {}
     for block, (filters, convs) in enumerate(VGG16_BLOCKS, start=1):
-        in_margin = fast and block <= _MARGIN_BLOCKS
         for i in range(1, convs + 1):
-            name = f"conv{block}_{i}"
-            if (block, i) == (1, 1):
-                conv = layers.Conv2D(filters, 3, padding="valid", activation="relu", name=name)
-            else:
-                conv_class = WinogradConv2D if fast else layers.Conv2D
-                conv = conv_class(filters, 3, padding="same", activation="relu", name=name)
-            if in_margin and (block, i) != (1, 1):
-                # Bordered by 2 constant pixels, the "same" convolution's outer ring read its
-                # zero padding instead of the map: cropped, the core grows by one pixel a side.
-                x = margin.ConstantBorder(2, 2, name=f"{name}_border")([x, proxy])
-                x = layers.Cropping2D(1, name=f"{name}_crop")(conv(x))
-                offset -= 1
-            else:
-                x = conv(x)
-            if in_margin:
-                proxy = conv(proxy)
-        pool = layers.MaxPooling2D(2, 2, padding="same", name=f"pool{block}")  # Caffe's pooling rounds up
-        if in_margin and block < _MARGIN_BLOCKS:
-            # Whole 2x2 windows aligned with the full map's grid: border to an even start and size.
-            x = pool(margin.ConstantBorder(offset % 2, 0, multiple=2, name=f"pool{block}_border")([x, proxy]))
-            proxy = pool(proxy)
-            offset //= 2
-        else:
-            if in_margin:
-                x = margin.PasteCore(offset, REFERENCE_PAD, shrink=2, pools=block - 1, name="margin_paste")(
-                    [x, proxy, image])
-            x = pool(x)
+            padding = "valid" if (block, i) == (1, 1) else "same"
+            x = layers.Conv2D(filters, 3, padding=padding, activation="relu", name=f"conv{block}_{i}")(x)
+        x = layers.MaxPooling2D(2, 2, padding="same", name=f"pool{block}")(x)
         features[2**block] = x
-    # fc6 as one matrix product over 7x7x512 patches: the same arithmetic, several times faster on CPU.
-    x = (PatchMatmulConv2D if fast else layers.Conv2D)(4096, 7, padding="valid", activation="relu", name="fc6")(x)
+    x = layers.Conv2D(4096, 7, padding="valid", activation="relu", name="fc6")(x)
     x = layers.Dropout(0.5, name="drop6")(x)
     x = layers.Conv2D(4096, 1, activation="relu", name="fc7")(x)
     x = layers.Dropout(0.5, name="drop7")(x)

@@ -1,8 +1,9 @@
 """FCN-32s, FCN-16s, FCN-8s and FCN-8s at-once, as in the reference's net.py.
 
-The four models differ only in their heads, described by :data:`HEADS`: which
-pooled features are scored and fused (with their crop offsets), and the final
-upsampling. One builder turns a head and a backbone into a functional model.
+The four models differ only in their heads (:data:`fcn_keras.models.heads.HEADS`).
+:class:`FCN` builds a head over a backbone as a functional model whose layers
+and maps are the reference's; the builders (:func:`fcn8s`, ...) are its
+keras.applications-style front door.
 
 Example:
     >>> import numpy as np
@@ -15,67 +16,126 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Sequence
 
 import keras
-from keras import layers
 
 from fcn_keras.models import backbones
-from fcn_keras.models.fast_convolutions import DiagonalConv2DTranspose
-from fcn_keras.models.layers import BilinearUpsamplingInitializer, CropToReference, Preprocessing, Scale
+from fcn_keras.models.fast.program import fast_fcn
+from fcn_keras.models.heads import HEADS, Head, fcn_head, head_layers
+from fcn_keras.models.layers import Preprocessing
+from fcn_keras.models.segmentation_model import SegmentationModel, dtype_policy, resolve_identity
+from fcn_keras.palette import IGNORE_LABEL
 
 
-@dataclass(frozen=True)
-class Skip:
-    """A skip from a finer feature: score it, crop it to the upsampled coarser scores, sum."""
+@keras.saving.register_keras_serializable(package="fcn_keras")
+class FCN(SegmentationModel):
+    """A fully convolutional network of :data:`HEADS` over a backbone of :data:`backbones.BACKBONES`.
 
-    score: str  # the 1x1 score layer, named after its source: "score_pool4" scores pool4
-    stride: int  # stride of the source feature
-    upsample: str  # the 2x upsampling applied to the coarser scores first
-    offset: int  # reference crop offset of the scores against the upsampled ones
-    scale: float | None = None  # at-once: fixed scaling of the source before scoring
+    The functional graph is the reference network layer for layer: its layers,
+    names and maps (``model.get_layer("conv2_2").output``, ``model.summary()``)
+    are net.py's. Calling the model (``predict``, ``fit``, exports) runs the
+    exact fast formulation of :mod:`fcn_keras.models.fast` over the same
+    variables when ``fast=True`` (the default; VGG16 only); ``fast=False``, or
+    :func:`fcn_keras.models.reference_graph`, runs the graph as it reads.
+
+    Arguments are those of :func:`fcn8s`, plus ``architecture`` (a key of
+    ``HEADS``), ``preprocessing`` (the mode, default the backbone's),
+    ``ignore_label``, ``card`` (zoo provenance) and ``backbone_weights`` (passed
+    to a keras.applications backbone at construction; not part of the config).
+
+    Example:
+        >>> model = FCN("fcn32s", class_names=["background", "person"], backbone="tiny_vgg")
+        >>> model.num_classes, model.class_names[1], model.preprocessing
+        (2, 'person', 'tf')
+    """
+
+    def __init__(
+        self,
+        architecture: str = "fcn8s",
+        num_classes: int | None = None,
+        *,
+        class_names: Sequence[str] | None = None,
+        palette=None,
+        ignore_label: int = IGNORE_LABEL,
+        backbone: str = "vgg16",
+        input_shape: tuple = (None, None, 3),
+        include_preprocessing: bool = False,
+        preprocessing: str | None = None,
+        trainable_upsampling: bool = False,
+        fast: bool = True,
+        card: dict | None = None,
+        backbone_weights: str | None = None,
+        name: str | None = None,
+        **kwargs,
+    ):
+        if architecture not in HEADS:
+            raise ValueError(f"Unknown architecture={architecture!r}; choose one of {sorted(HEADS)}")
+        head = HEADS[architecture]
+        spec = backbones.get_backbone(backbone)
+        if num_classes is None and class_names is None:
+            num_classes = 21
+        num_classes, class_names, palette = resolve_identity(num_classes, class_names, palette)
+        _check_input_shape(input_shape)
+        if keras.config.image_data_format() != "channels_last":
+            raise ValueError("fcn_keras models are channels_last; set keras.config.set_image_data_format('channels_last')")
+        preprocessing = preprocessing or spec.preprocessing
+
+        with dtype_policy(kwargs.get("dtype")):
+            inputs = keras.Input(tuple(input_shape), name="image")
+            x = Preprocessing(preprocessing, name="preprocessing")(inputs) if include_preprocessing else inputs
+            if spec.reference:
+                features = backbones.vgg16_trunk(x)
+            else:
+                features = backbones.application_trunk(spec, x, backbone_weights)
+            table = head_layers(head, num_classes, spec.reference, trainable_upsampling)
+            outputs = fcn_head(head, features, inputs, table.__getitem__, spec.reference)
+        super().__init__(
+            inputs, outputs, architecture=architecture, backbone=backbone, class_names=class_names, palette=palette,
+            ignore_label=ignore_label, preprocessing=preprocessing, include_preprocessing=include_preprocessing,
+            card=card, name=name or (architecture if spec.reference else f"{architecture}_{backbone}"), **kwargs,
+        )
+        self._head = head
+        self._reference_trunk = spec.reference
+        self._input_shape_arg = tuple(input_shape)
+        self._trainable_upsampling = bool(trainable_upsampling)
+        self._fast = bool(fast)
 
     @property
-    def source(self) -> str:
-        return self.score.removeprefix("score_")
+    def fast(self) -> bool:
+        """Whether calls run the exact fast formulation (VGG16 backbones; others always run the graph)."""
+        return self._fast and self._reference_trunk
+
+    @property
+    def head(self) -> Head:
+        """This architecture's entry of :data:`HEADS`."""
+        return self._head
+
+    def call(self, inputs, training=None, mask=None):
+        if self.fast:
+            return fast_fcn(self, inputs, training=training)
+        return super().call(inputs, training=training, mask=mask)
+
+    def get_config(self) -> dict:
+        return {
+            **self._identity_config(),
+            "architecture": self.architecture, "num_classes": self.num_classes, "backbone": self.backbone,
+            "input_shape": list(self._input_shape_arg), "trainable_upsampling": self._trainable_upsampling,
+            "fast": self._fast,
+        }
 
 
-@dataclass(frozen=True)
-class Head:
-    skips: tuple[Skip, ...]
-    upsample: str  # the final upsampling
-    factor: int  # its stride (kernel 2 * factor)
-    offset: int  # reference crop offset against the input
-
-
-_POOL4 = Skip("score_pool4", 16, "upscore2", 5)
-_POOL3 = Skip("score_pool3", 8, "upscore_pool4", 9)
-
-HEADS: dict[str, Head] = {
-    "fcn32s": Head((), "upscore", 32, 19),
-    "fcn16s": Head((_POOL4,), "upscore16", 16, 27),
-    "fcn8s": Head((_POOL4, _POOL3), "upscore8", 8, 31),
-    "fcn8s_atonce": Head((Skip(**{**_POOL4.__dict__, "scale": 0.01}), Skip(**{**_POOL3.__dict__, "scale": 1e-4})),
-                         "upscore8", 8, 31),
-}
-
-
-def _upsampling(name: str, num_classes: int, factor: int, padding: str, trainable: bool, fast: bool) -> layers.Layer:
-    # Bilinear, channel-diagonal, no bias; fixed (lr_mult 0) in the reference. While fixed
-    # and diagonal it runs per channel (C times less arithmetic than the dense C x C form).
-    return (DiagonalConv2DTranspose if fast else layers.Conv2DTranspose)(
-        num_classes, 2 * factor, strides=factor, padding=padding, use_bias=False,
-        kernel_initializer=BilinearUpsamplingInitializer(), trainable=trainable, name=name,
-    )
-
-
-def _score(name: str, num_classes: int) -> layers.Layer:
-    return layers.Conv2D(num_classes, 1, kernel_initializer="zeros", bias_initializer="zeros", name=name)
+def _check_input_shape(input_shape) -> None:
+    if input_shape is None or len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(f"input_shape must be (height, width, 3) for RGB images, got {input_shape!r}")
+    for size in input_shape[:2]:
+        if size is not None and (int(size) != size or size < 1):
+            raise ValueError(f"input_shape sizes must be positive integers or None, got {input_shape!r}")
 
 
 def build_fcn(
     architecture: str,
-    num_classes: int = 21,
+    num_classes: int | None = None,
     input_shape: tuple = (None, None, 3),
     include_preprocessing: bool = False,
     trainable_upsampling: bool = False,
@@ -83,82 +143,55 @@ def build_fcn(
     backbone: str = "vgg16",
     name: str | None = None,
     *,
+    class_names: Sequence[str] | None = None,
+    palette=None,
+    ignore_label: int = IGNORE_LABEL,
+    preprocessing: str | None = None,
+    card: dict | None = None,
     fast: bool = True,
-) -> keras.Model:
+) -> FCN:
     """Builds any FCN of :data:`HEADS` over any backbone of :data:`backbones.BACKBONES`.
 
     Arguments are those of :func:`fcn8s`; ``architecture`` is a key of ``HEADS``.
-    ``fast=False`` builds the plain layer-by-layer network (same weights, same
-    outputs to float rounding, more arithmetic): for checking and measuring the
-    exact fast formulations, or for a runtime that brings its own.
+    ``fast=False`` makes calls run the plain layer-by-layer graph (same weights,
+    same outputs to float rounding, more arithmetic): for checking and measuring
+    the exact fast formulations.
 
     Example:
         >>> build_fcn("fcn16s", num_classes=5, backbone="mobilenet_v2").output_shape
         (None, None, None, 5)
     """
-    if architecture not in HEADS:
-        raise ValueError(f"Unknown architecture={architecture!r}; choose one of {sorted(HEADS)}")
-    head = HEADS[architecture]
-    spec = backbones.get_backbone(backbone)
-    _check_arguments(num_classes, input_shape, weights)
-    if keras.config.image_data_format() != "channels_last":
-        raise ValueError("fcn_keras models are channels_last; set keras.config.set_image_data_format('channels_last')")
-
-    inputs = keras.Input(tuple(input_shape), name="image")
-    x = Preprocessing(spec.preprocessing, name="preprocessing")(inputs) if include_preprocessing else inputs
-    if spec.reference:
-        features = backbones.vgg16_trunk(x, fast=fast)
-        padding = "valid"
-    else:
-        features = backbones.application_trunk(spec, x, weights)
-        padding = "same"  # input padded to a multiple of 32: every upsampling is exact
-
-    scores = _score("score_fr", num_classes)(features[32])
-    for skip in head.skips:
-        upsampled = _upsampling(skip.upsample, num_classes, 2, padding, trainable_upsampling, fast)(scores)
-        source = features[skip.stride]
-        if skip.scale is not None:
-            source = Scale(skip.scale, name=f"scale_{skip.source}")(source)
-        skip_scores = _score(skip.score, num_classes)(source)
-        if spec.reference:
-            skip_scores = CropToReference(skip.offset, name=f"{skip.score}c")([skip_scores, upsampled])
-        scores = layers.Add(name=f"fuse_{skip.source}")([upsampled, skip_scores])
-    upsampled = _upsampling(head.upsample, num_classes, head.factor, padding, trainable_upsampling, fast)(scores)
-    # The final crop also removes the non-reference backbones' bottom/right padding,
-    # and returns float32 logits under any mixed-precision policy.
-    offset = head.offset if spec.reference else 0
-    outputs = CropToReference(offset, dtype="float32", name="score")([upsampled, inputs])
-    model = keras.Model(inputs, outputs, name=name or (architecture if spec.reference else f"{architecture}_{backbone}"))
-
+    if weights is not None and not isinstance(weights, str):
+        raise ValueError(f"weights must be None, 'imagenet' or a file path, got {weights!r}")
+    spec = backbones.get_backbone(backbone) if architecture in HEADS else None
+    model = FCN(architecture, num_classes, class_names=class_names, palette=palette, ignore_label=ignore_label,
+                backbone=backbone, input_shape=input_shape, include_preprocessing=include_preprocessing,
+                preprocessing=preprocessing, trainable_upsampling=trainable_upsampling, fast=fast, card=card,
+                backbone_weights=None if spec is None or spec.reference else weights, name=name)
     if weights is not None and spec.reference:
         backbones.load_vgg16_weights(model, weights)
     return model
 
 
-def _check_arguments(num_classes, input_shape, weights) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
-    if input_shape is None or len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ValueError(f"input_shape must be (height, width, 3) for RGB images, got {input_shape!r}")
-    for size in input_shape[:2]:
-        if size is not None and (int(size) != size or size < 1):
-            raise ValueError(f"input_shape sizes must be positive integers or None, got {input_shape!r}")
-    if weights is not None and not isinstance(weights, str):
-        raise ValueError(f"weights must be None, 'imagenet' or a file path, got {weights!r}")
-
-
 def _builder(architecture: str):
     def build(
-        num_classes: int = 21,
+        num_classes: int | None = None,
         input_shape: tuple = (None, None, 3),
         include_preprocessing: bool = False,
         trainable_upsampling: bool = False,
         weights: str | None = None,
         backbone: str = "vgg16",
         name: str | None = None,
-    ) -> keras.Model:
-        return build_fcn(architecture, num_classes, input_shape, include_preprocessing,
-                         trainable_upsampling, weights, backbone, name)
+        *,
+        class_names: Sequence[str] | None = None,
+        palette=None,
+        ignore_label: int = IGNORE_LABEL,
+        preprocessing: str | None = None,
+        card: dict | None = None,
+    ) -> FCN:
+        return build_fcn(architecture, num_classes, input_shape, include_preprocessing, trainable_upsampling,
+                         weights, backbone, name, class_names=class_names, palette=palette,
+                         ignore_label=ignore_label, preprocessing=preprocessing, card=card)
 
     build.__name__ = build.__qualname__ = architecture
     return build
@@ -167,7 +200,8 @@ def _builder(architecture: str):
 _BUILDER_DOC = """Builds {title}: {summary}
 
     Args:
-        num_classes: number of classes (21 for PASCAL VOC: background + 20).
+        num_classes: number of classes (default 21 for PASCAL VOC, background +
+            20, or the length of ``class_names``).
         input_shape: ``(height, width, 3)``; ``None`` sizes accept any image size.
         include_preprocessing: take RGB images with values 0-255 and preprocess
             inside the model (for VGG16: RGB->BGR and the reference mean).
@@ -176,17 +210,24 @@ _BUILDER_DOC = """Builds {title}: {summary}
         weights: ``None`` (score layers zero, the rest Keras' default init),
             ``"imagenet"``, or the path of a keras.applications VGG16 weights
             file with top, converted Dense->Conv into conv1_1 ... fc7.
-        backbone: ``"vgg16"`` (the reference) or ``"mobilenet_v2"``/``"resnet50"``.
+        backbone: ``"vgg16"`` (the reference), ``"mobilenet_v2"``, ``"resnet50"``
+            or ``"tiny_vgg"``.
         name: model name; defaults to the architecture's.
+        class_names: the class names (default ``"class 0"`` ... ``"class N-1"``).
+        palette: ``(num_classes, 3)`` RGB colours (default: the VOC colour map).
+        ignore_label: label value of void pixels (255).
+        preprocessing: the input mode (default the backbone's; see
+            :data:`fcn_keras.preprocessing.MODES`).
+        card: zoo provenance to carry (name, source, checksum, published metrics).
 
     Returns:
-        A ``keras.Model`` mapping ``(N, H, W, 3)`` images to float32 logits
+        An :class:`FCN` mapping ``(N, H, W, 3)`` images to float32 logits
         ``(N, H, W, num_classes)`` of exactly the input's size.
 
     Example:
         >>> model = {arch}(num_classes=21)
-        >>> model.output_shape
-        (None, None, None, 21)
+        >>> model.output_shape, model.class_names[:2]
+        ((None, None, None, 21), ('class 0', 'class 1'))
     """
 
 fcn32s = _builder("fcn32s")

@@ -12,7 +12,7 @@ import numpy as np
 import keras
 from keras import ops
 
-from fcn_keras.preprocessing import REFERENCE_BGR_MEAN
+from fcn_keras.preprocessing import check_mode, preprocess
 
 _PACKAGE = "fcn_keras"
 
@@ -119,38 +119,29 @@ class Scale(keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
-_PREPROCESSING_MODES = ("fcn", "caffe", "tf", "torch")
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class Preprocessing(keras.layers.Layer):
     """Maps RGB images with values 0-255 to a backbone's expected input, in float32.
 
-    Modes: ``"fcn"`` — the reference FCN weights' RGB->BGR and mean
-    (104.00699, 116.66877, 122.67892) subtraction; ``"caffe"`` — keras.applications'
-    VGG16/ResNet50 (BGR, ImageNet mean); ``"tf"`` — scale to [-1, 1] (MobileNetV2);
-    ``"torch"`` — scale to [0, 1] and normalise by the ImageNet mean and std.
-    It always computes in float32 (a float16 mean subtraction would round the
-    pixel values), whatever the global dtype policy.
+    ``mode`` is a key of :data:`fcn_keras.preprocessing.MODES` (``"fcn"``: the
+    reference FCN weights' BGR minus mean); the arithmetic is
+    :func:`fcn_keras.preprocessing.preprocess`, the one definition. It always
+    computes in float32 (a float16 mean subtraction would round the pixel
+    values), whatever the global dtype policy.
+
+    Example:
+        >>> import numpy as np
+        >>> [round(float(v), 3) for v in Preprocessing("fcn")(np.zeros((1, 1, 1, 3)))[0, 0, 0]]
+        [-104.007, -116.669, -122.679]
     """
 
     def __init__(self, mode: str = "fcn", **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        if mode not in _PREPROCESSING_MODES:
-            raise ValueError(f"Preprocessing: mode must be one of {_PREPROCESSING_MODES}, got {mode!r}")
-        self.mode = mode
+        self.mode = check_mode(mode, "Preprocessing: mode")
 
     def call(self, inputs):
-        x = ops.cast(inputs, self.compute_dtype)
-        if self.mode in ("fcn", "caffe"):
-            mean = REFERENCE_BGR_MEAN if self.mode == "fcn" else (103.939, 116.779, 123.68)
-            return ops.flip(x, axis=-1) - ops.convert_to_tensor(mean, dtype=x.dtype)
-        if self.mode == "tf":
-            return x / 127.5 - 1.0
-        mean = ops.convert_to_tensor((0.485, 0.456, 0.406), dtype=x.dtype)
-        std = ops.convert_to_tensor((0.229, 0.224, 0.225), dtype=x.dtype)
-        return (x / 255.0 - mean) / std
+        return preprocess(ops.cast(inputs, self.compute_dtype), self.mode)
 
     def compute_output_shape(self, input_shape):
         return input_shape
