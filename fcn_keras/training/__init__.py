@@ -21,7 +21,9 @@ Example:
 
 from fcn_keras.training.callbacks import MONITOR, BestCheckpoint, StopOnNaN, TrainingDiverged
 from fcn_keras.training.compile import build_training_state, compile_model, dtype_policy, make_optimizer
-from fcn_keras.training.data import data_sources, epoch_seed, label_checked, train_dataset, val_dataset
+from fcn_keras.training.data import (
+    class_names_of, data_sources, epoch_seed, label_checked, pipeline_preprocessing, train_dataset, val_dataset,
+)
 from fcn_keras.training.distribution import (
     is_chief, is_multi_worker, num_workers, resolve_strategy, shard_by_data, worker_directory,
 )
@@ -32,8 +34,8 @@ from fcn_keras.training.train import train
 
 __all__ = [
     "MONITOR", "BestCheckpoint", "ResumeState", "StopOnNaN", "TrainingDiverged",
-    "build_model", "build_training_state", "compile_model", "data_sources", "dtype_policy", "epoch_seed",
+    "build_model", "build_training_state", "class_names_of", "compile_model", "data_sources", "dtype_policy", "epoch_seed",
     "init_from_model", "is_chief", "is_multi_worker", "iter_layers", "label_checked", "make_optimizer",
-    "num_workers", "resolve_strategy", "save_model", "shard_by_data", "train", "train_dataset",
+    "num_workers", "pipeline_preprocessing", "resolve_strategy", "save_model", "shard_by_data", "train", "train_dataset",
     "truncate_csv_log", "val_dataset", "variable_values", "worker_directory",
 ]

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from fcn_keras import data
 from fcn_keras.data import FileSource
+from fcn_keras.preprocessing import preprocess
 from fcn_keras.recipes import Recipe
 
 Source = Union[FileSource, str, tf.data.Dataset]
@@ -107,18 +108,38 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**31 - 1)
 
 
-def pipeline_preprocessing(model: keras.Model, recipe: Recipe) -> str | Callable | None:
-    """The ``preprocessing`` argument of :func:`fcn_keras.data.make_pipeline` for ``model``'s input."""
-    # TODO(issue 12): once fcn_keras.models.SegmentationModel lands, read `model.input_preprocessing`
-    # and apply `fcn_keras.preprocessing.preprocess(images, mode)`; until then the backbone's mode.
-    from fcn_keras.models.backbones import get_backbone
-    from fcn_keras.models.layers import Preprocessing
+def pipeline_preprocessing(model: keras.Model) -> Callable | None:
+    """The ``preprocessing`` of :func:`fcn_keras.data.make_pipeline` that ``model`` needs on RGB 0-255 images.
 
-    mode = get_backbone(recipe.model.backbone).preprocessing
-    if mode == "fcn":
-        return "fcn"
-    layer = Preprocessing(mode)
-    return lambda image: layer(image)
+    ``None`` when the model applies its preprocessing itself, else
+    :func:`fcn_keras.preprocessing.preprocess` in the model's
+    ``input_preprocessing`` mode. Nothing is guessed.
+
+    Example:
+        >>> from fcn_keras.models import build_fcn
+        >>> pipeline_preprocessing(build_fcn("fcn32s", num_classes=2, include_preprocessing=True)) is None
+        True
+    """
+    mode = model.input_preprocessing
+    if mode is None:
+        return None
+    return lambda images: preprocess(images, mode)
+
+
+def class_names_of(source: Source) -> tuple[str, ...] | None:
+    """The class names a dataset source declares (a FileSource's, a prepared dataset's manifest), else ``None``.
+
+    Example:
+        >>> class_names_of(tf.data.Dataset.range(1)) is None
+        True
+    """
+    if isinstance(source, FileSource):
+        names = source.class_names
+    elif isinstance(source, (str, os.PathLike)):
+        names = data.read_manifest(source).get("class_names")
+    else:
+        names = None
+    return tuple(names) if names else None
 
 
 def train_dataset(recipe: Recipe, source: Source, epochs: range, skip: int = 0,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import keras
 
-from fcn_keras.models import build_fcn
+from fcn_keras.models import FCN, build_fcn
 from fcn_keras.recipes import Recipe
 
 
@@ -36,19 +36,22 @@ def iter_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
     return walk(model)
 
 
-def build_model(recipe: Recipe, init: str | os.PathLike | None = None) -> keras.Model:
+def build_model(recipe: Recipe, init: str | os.PathLike | None = None,
+                class_names: Sequence[str] | None = None) -> FCN:
     """The recipe's model, initialised from ``init`` (default: the recipe's ``[init] source``).
 
     ``init`` is ``"imagenet"``, ``"none"``, or a ``.keras`` model file whose
     layers are copied by name (:func:`init_from_model`; the staged-training
     init of FCN-16s from FCN-32s and FCN-8s from FCN-16s). A recipe's
     ``batchnorm_momentum`` is set on every BatchNormalization layer, also
-    inside the backbone.
+    inside the backbone. ``class_names`` name the classes (default ``"class 0"``
+    ...; :func:`~fcn_keras.training.train` passes the dataset's).
 
     Example:
         >>> from fcn_keras.recipes import load_recipe
-        >>> build_model(load_recipe("tiny_synthetic"), init="none").name
-        'fcn8s_mobilenet_v2'
+        >>> model = build_model(load_recipe("tiny_synthetic"), init="none")
+        >>> model.name, model.class_names
+        ('fcn8s_mobilenet_v2', ('class 0', 'class 1', 'class 2', 'class 3'))
     """
     m = recipe.model
     source = str(init if init is not None else recipe.init.source)
@@ -59,7 +62,7 @@ def build_model(recipe: Recipe, init: str | os.PathLike | None = None) -> keras.
         )
     weights = "imagenet" if source == "imagenet" else None
     model = build_fcn(m.architecture, num_classes=m.num_classes, trainable_upsampling=m.trainable_upsampling,
-                      weights=weights, backbone=m.backbone)
+                      weights=weights, backbone=m.backbone, class_names=class_names)
     if source not in ("imagenet", "none"):
         init_from_model(model, source)
     if m.batchnorm_momentum:

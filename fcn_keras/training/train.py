@@ -15,7 +15,9 @@ from fcn_keras.files import write_text
 from fcn_keras.recipes import Recipe, load_recipe, recipe_to_dict
 from fcn_keras.training.callbacks import BestCheckpoint, StopOnNaN, TrainingDiverged
 from fcn_keras.training.compile import build_training_state, compile_model, dtype_policy
-from fcn_keras.training.data import data_sources, pipeline_preprocessing, train_dataset, val_dataset
+from fcn_keras.training.data import (
+    class_names_of, data_sources, pipeline_preprocessing, train_dataset, val_dataset,
+)
 from fcn_keras.training.distribution import is_multi_worker, resolve_strategy, shard_by_data, worker_directory
 from fcn_keras.training.init import build_model
 from fcn_keras.training.resume import ResumeState, truncate_csv_log
@@ -86,7 +88,9 @@ def train(
     logs.mkdir(exist_ok=True)
 
     with dtype_policy(t.mixed_precision), strategy.scope():
-        model = build_model(recipe, init=init)
+        names = class_names_of(train_source)
+        model = build_model(recipe, init=init,
+                            class_names=names if names and len(names) == recipe.model.num_classes else None)
         compile_model(model, recipe)
         # Every variable exists before fit(): a resume state is restored into them, and fit builds nothing.
         build_training_state(model)
@@ -104,7 +108,7 @@ def train(
     nan_stop = StopOnNaN(state)
     fit_callbacks = [nan_stop, *callbacks, keras.callbacks.CSVLogger(str(logs / "train_log.csv"), append=True),
                      keras.callbacks.TensorBoard(str(logs / "tensorboard")), best, state]
-    preprocessing = pipeline_preprocessing(model, recipe)
+    preprocessing = pipeline_preprocessing(model)
     val = shard_by_data(val_dataset(recipe, val_source, strategy.num_replicas_in_sync, preprocessing))
     history: dict[str, list] = {}
 
