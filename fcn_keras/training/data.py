@@ -189,6 +189,14 @@ def val_dataset(recipe: Recipe, source: Source, replicas: int = 1,
     No replica gets an empty batch. Images of a batch are padded to the
     largest (labels with 255, never counted); :func:`fcn_keras.evaluation.evaluate`
     gives exact batch-1 figures.
+
+    Example:
+        >>> import tempfile
+        >>> from fcn_keras.recipes import load_recipe
+        >>> recipe = load_recipe("tiny_synthetic").replace(data={"synthetic_images": 8})
+        >>> _, val_source = data_sources(recipe, None, tempfile.mkdtemp())
+        >>> [images.shape.as_list() for images, _ in val_dataset(recipe, val_source, replicas=2)]
+        [[2, 64, 64, 3]]
     """
     dataset = data.make_pipeline(source, training=False, batch_size=replicas, preprocessing=preprocessing)
     if recipe.training.validation_steps:
