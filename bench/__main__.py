@@ -22,7 +22,6 @@ import os
 import platform
 import pkgutil
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -92,13 +91,6 @@ def _table(rows: list[dict]) -> list[str]:
             + ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows])
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     names = available()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
@@ -126,10 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         figures["seconds"] = round(time.perf_counter() - start, 1)
         results["benchmarks"][name] = figures
 
+    from fcn_keras.files import write_text  # here: `import fcn_keras` loads Keras, and --help should not wait
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "results.json", json.dumps(results, indent=2, default=float) + "\n")
-    _write_atomic(out / "results.md", markdown(results))
+    write_text(out / "results.json", json.dumps(results, indent=2, default=float) + "\n")
+    write_text(out / "results.md", markdown(results))
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
     return 1 if failed else 0
 

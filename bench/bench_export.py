@@ -76,8 +76,17 @@ def _interleaved_latencies(runs: dict, repeats: int) -> dict[str, float]:
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
+def tiny_segmentation_model(num_classes: int = 21):
+    """:func:`tiny_fcn` as a :class:`~fcn_keras.models.SegmentationModel` (what the exports take): RGB 0-255 in."""
+    from fcn_keras.models import SegmentationModel
+
+    plain = tiny_fcn(num_classes)
+    return SegmentationModel(plain.input, plain.output, architecture="tiny_fcn", backbone="tiny",
+                             preprocessing="tf", include_preprocessing=True, name=plain.name)
+
+
 def _data(quick: bool):
-    from fcn_keras.export.tflite import load_image
+    from fcn_keras.data import read_image as load_image
 
     if quick or not VOC_MINI.is_dir():
         rng = np.random.default_rng(0)
@@ -110,7 +119,7 @@ def run(quick: bool = False) -> dict:
 
         model, weights = load_model(checkpoint), f"trained: {checkpoint}"
     elif quick:
-        model, weights = tiny_fcn(num_classes=21), "random (tiny model)"
+        model, weights = tiny_segmentation_model(21), "random (tiny model)"
     else:
         keras.utils.set_random_seed(0)
         model = fcn_keras.fcn8s(num_classes=21, backbone="mobilenet_v2")

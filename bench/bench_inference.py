@@ -281,13 +281,14 @@ def _count_flops(sizes: list[int]) -> dict:
 def _prepare(workdir: str) -> dict:
     import tensorflow as tf
 
-    from fcn_keras.models.fast_convolutions import WinogradConv2D, plain_layers
+    from fcn_keras.models import reference_graph
 
     model = _keras_model()
     model.export(os.path.join(workdir, "saved_model"), format="tf_saved_model", verbose=False)
-    # As fcn_keras.export.tflite converts it: TFLite runs its own 3x3 convolution kernels.
+    # As fcn_keras.export.tflite converts it: the plain layer-by-layer graph (same variables);
+    # TFLite runtimes bring their own convolution kernels.
     for_tflite = os.path.join(workdir, "for_tflite")
-    plain_layers(model, kinds=(WinogradConv2D,)).export(for_tflite, format="tf_saved_model", verbose=False)
+    reference_graph(model).export(for_tflite, format="tf_saved_model", verbose=False)
     tflite = tf.lite.TFLiteConverter.from_saved_model(for_tflite).convert()
     with open(os.path.join(workdir, "model.tflite"), "wb") as f:
         f.write(tflite)

@@ -7,10 +7,12 @@ dense layers; nested models are counted through. Pooling, activations, crops
 and sums are left out: they are memory-bound and tiny next to the
 convolutions. For FCN-8s at 500x500 (700x700 after conv1_1's 100-pixel pad)
 this gives about 362 GFLOP, as stated in the reference facts: count the plain
-network (``build_fcn(..., fast=False)``) for that figure. A layer called more
-than once counts every call, so the fast network, which skips the pad's
-constant margin, counts less (its Winograd and per-channel shortcuts are not
-seen: a layer counts what it defines, not how it computes it).
+network's graph for that figure. A layer called more than once in the graph
+counts every call. An FCN's graph is the reference's whether its calls run the
+exact fast formulation or not (``fast=``), so the count is the reference's
+arithmetic: what the fast formulation skips (the pad's constant margin) and how
+it computes the rest (Winograd, per-channel upsampling) are not seen — a layer
+counts what it defines, not how it is computed.
 
 Example:
     >>> from fcn_keras.models import build_fcn

@@ -18,14 +18,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
+
+from fcn_keras.files import atomic_path, prepare_output_dir, write_text
 
 
 @dataclass(frozen=True)
@@ -75,39 +74,8 @@ ARTEFACTS = {
 }
 
 
-def prepare_output_dir(out: str | os.PathLike, overwrite: bool, remove: Iterable[str] = ()) -> Path:
-    """Creates ``out``; an existing non-empty one is refused unless ``overwrite``.
-
-    With ``overwrite`` the entries of ``out`` named in ``remove`` (e.g. the
-    demo's :data:`ARTEFACTS`) are deleted first; everything else is left alone.
-
-    Example:
-        >>> import tempfile
-        >>> prepare_output_dir(tempfile.mkdtemp(), overwrite=False).is_dir()
-        True
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"output {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"output directory {out} already exists and is not empty; pass --overwrite to replace it")
-        for name in remove:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def _write_json(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def _say(verbose: int, message: str) -> None:
@@ -115,21 +83,24 @@ def _say(verbose: int, message: str) -> None:
         print(message, flush=True)
 
 
-def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfig(), overwrite: bool = False,
-             verbose: int = 1) -> dict:
+def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig | None = None, overwrite: bool = False,
+             verbose: int = 1, **settings) -> dict:
     """Runs the demo into ``out`` and returns its summary (metrics, parity, artefact paths, seconds).
 
-    For a reproducible run it seeds Keras and turns on TensorFlow's op
-    determinism, which stays on for the rest of the process.
+    ``settings`` replace fields of ``config`` (default :class:`DemoConfig`),
+    e.g. ``run_demo("d", seed=1, epochs=2)``. For a reproducible run it seeds
+    Keras and turns on TensorFlow's op determinism, which stays on for the rest
+    of the process.
 
     Example:
         >>> import tempfile
-        >>> summary = run_demo(tempfile.mkdtemp(), DemoConfig(num_images=6, image_size=(32, 32), epochs=1,
-        ...                    steps_per_epoch=1, batch_size=2, parity_images=1), verbose=0)  # doctest: +SKIP
+        >>> summary = run_demo(tempfile.mkdtemp(), num_images=6, image_size=(32, 32), epochs=1,
+        ...                    steps_per_epoch=1, batch_size=2, parity_images=1, verbose=0)  # doctest: +SKIP
         >>> sorted(summary["artefacts"])[:3]  # doctest: +SKIP
         ['confusion_matrix', 'dataset', 'keras_model']
     """
     started = time.perf_counter()
+    config = dataclasses.replace(config or DemoConfig(), **settings)
     out = prepare_output_dir(out, overwrite, remove=ARTEFACTS.values())
     paths = {role: out / name for role, name in ARTEFACTS.items()}
 
@@ -168,33 +139,32 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
 
     _say(verbose, f"[2/6] training {config.architecture} over {config.backbone} for {config.total_steps} steps "
                   f"(batch {config.batch_size}, {len(train_source)} training images)")
-    model = build_fcn(config.architecture, num_classes=config.num_classes, backbone=config.backbone,
+    # The model carries its class names and palette: evaluation, export and the pictures read them from it.
+    model = build_fcn(config.architecture, class_names=config.class_names, backbone=config.backbone,
                       include_preprocessing=True, name=f"{config.architecture}_{config.backbone}_demo")
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=SegmentationCrossEntropy(reduction="mean"),
-        metrics=[SegmentationMetrics(config.num_classes)],
+        metrics=[SegmentationMetrics(model.num_classes)],
     )
     # shuffle=False: the pipeline shuffles itself (seeded), Keras cannot shuffle a tf.data.Dataset.
     model.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, validation_data=val, shuffle=False,
               callbacks=[keras.callbacks.CSVLogger(str(paths["training_log"]))], verbose=1 if verbose else 0)
-    tmp = paths["keras_model"].with_name(f".model.tmp-{os.getpid()}.keras")  # Keras wants the .keras suffix
-    model.save(tmp)
-    os.replace(tmp, paths["keras_model"])
+    with atomic_path(paths["keras_model"]) as tmp:  # the temporary name keeps the .keras suffix Keras wants
+        model.save(tmp)
     t = lap("training", t)
 
     _say(verbose, f"[3/6] evaluating on the held-out split ({len(val_source)} images)")
-    scores = evaluate(model, val_source.dataset(), config.num_classes, class_names=config.class_names,
-                      verbose=verbose)
+    scores = evaluate(model, val_source.dataset(), verbose=verbose)  # classes and preprocessing: the model's
     t = lap("evaluation", t)
 
     _say(verbose, "[4/6] exporting a SavedModel (TF Serving) and a TFLite file, and checking them against Keras")
-    from fcn_keras.export import export_model
+    from fcn_keras.export import export_model, saved_model_logits
 
     held_out = [val_source.read(i)[0] for i in range(min(config.parity_images, len(val_source)))]
     exports = {
-        "savedmodel": export_model(model, paths["saved_model"], "saved_model", class_names=config.class_names,
-                                   check_images=held_out, verbose=bool(verbose)),
+        "savedmodel": export_model(model, paths["saved_model"], "saved_model", check_images=held_out,
+                                   verbose=bool(verbose)),
         "tflite": export_model(model, paths["tflite"], "tflite", check_images=held_out, verbose=bool(verbose)),
     }
     saved_model = exports["savedmodel"]["path"]
@@ -208,16 +178,15 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
     _say(verbose, "[5/6] segmenting a held-out sample image with the exported SavedModel")
     image, label = val_source.read(0)
     prediction = saved_model_logits(saved_model)(image).argmax(-1).astype(np.uint8)
-    sample = viz.save_prediction(image, prediction, paths["sample"], val_source.ids[0],
-                                 class_names=config.class_names)
+    sample = viz.save_prediction(image, prediction, paths["sample"], val_source.ids[0], model=model)
     sample["comparison"] = viz.save_image(
-        viz.side_by_side(image, label, prediction, class_names=config.class_names),
+        viz.side_by_side(image, label, prediction, model=model),
         paths["sample"] / f"{val_source.ids[0]}_comparison.png")
     t = lap("sample", t)
 
     _say(verbose, "[6/6] drawing the confusion matrix, per-class IoU and training curves")
-    viz.save_image(viz.confusion_matrix_image(scores["confusion_matrix"], config.class_names), paths["confusion_matrix"])
-    viz.save_image(viz.iou_bars_image(scores["per_class_iou"]), paths["per_class_iou"])
+    viz.save_image(viz.confusion_matrix_image(scores["confusion_matrix"], model=model), paths["confusion_matrix"])
+    viz.save_image(viz.iou_bars_image(scores["per_class_iou"], model=model), paths["per_class_iou"])
     viz.save_image(viz.training_curves_image(paths["training_log"]), paths["training_curves"])
     lap("pictures", t)
 
@@ -244,17 +213,3 @@ def run_demo(out: str | os.PathLike = "fcn-demo", config: DemoConfig = DemoConfi
         for role, path in artefacts.items():
             print(f"  {role:<{width}}  {path}")
     return summary
-
-
-def saved_model_logits(version_dir: str | os.PathLike) -> Callable[[np.ndarray], np.ndarray]:
-    """``image uint8 (H, W, 3) -> logits (H, W, C)`` through an exported SavedModel's ``predict_images``.
-
-    Example:
-        >>> run = saved_model_logits("fcn-demo/saved_model/1")  # doctest: +SKIP
-        >>> run(image).shape  # doctest: +SKIP
-        (96, 128, 6)
-    """
-    import tensorflow as tf
-
-    signature = tf.saved_model.load(str(version_dir)).signatures["predict_images"]
-    return lambda image: signature(images=tf.constant(np.asarray(image, np.uint8)[None]))["logits"][0].numpy()

@@ -12,42 +12,45 @@ import json
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import keras
 
-from fcn_keras.files import atomic_path
+from fcn_keras.export.graph import require_segmentation_model
+from fcn_keras.files import write_text
 from fcn_keras.metrics import SCORE_NAMES, confusion_matrix, scores_from_confusion
-from fcn_keras.palette import IGNORE_LABEL, VOC_CLASSES
+from fcn_keras.models import SegmentationModel
+from fcn_keras.preprocessing import preprocess
 
 
 def evaluate(
-    model: keras.Model,
+    model: SegmentationModel,
     dataset: Iterable,
-    num_classes: int,
     *,
-    class_names: Sequence[str] | None = None,
     batch_size: int = 1,
-    ignore_label: int = IGNORE_LABEL,
     out_json: str | os.PathLike | None = None,
     confusion_png: str | os.PathLike | None = None,
     verbose: int = 1,
 ) -> dict:
     """Runs ``model`` over ``dataset`` and scores it like the reference's score.py.
 
+    What is scored comes from the model: its classes (``model.class_names``),
+    the label of void pixels (``model.ignore_label``, not counted) and the
+    preprocessing of its input (``model.input_preprocessing``, applied here).
+
     Args:
-        model: maps images ``(N, H, W, 3)`` (preprocessed as it expects) to logits ``(N, H, W, C)``.
-        dataset: ``(image, label)`` pairs — a ``tf.data.Dataset`` or any iterable,
-            e.g. ``fcn_keras.data.make_pipeline(..., training=False)``. Elements
-            with 3-D images are single examples (batched here by equal size);
-            4-D elements are used as the batches they are, and their padding
-            must carry ``ignore_label`` (make_pipeline's evaluation batches do).
-        num_classes: number of classes.
-        class_names: names for the per-class table (default: VOC's for 21 classes).
+        model: a :class:`~fcn_keras.models.SegmentationModel` mapping images
+            ``(N, H, W, 3)`` to logits ``(N, H, W, C)``.
+        dataset: ``(image, label)`` pairs of RGB images with values 0-255 — a
+            ``tf.data.Dataset`` or any iterable, e.g. ``fcn_keras.data.make_pipeline(...,
+            training=False, preprocessing=None)`` (images outside 0-255, i.e. already
+            preprocessed, are refused). Elements with 3-D images are single examples
+            (batched here by equal size); 4-D elements are used as the batches they
+            are, and their padding must carry the ignore label (make_pipeline's
+            evaluation batches do).
         batch_size: examples per forward pass for 3-D elements; results equal batch 1.
-        ignore_label: label value that is not counted.
-        out_json: write the scores here (atomically).
+        out_json: write the scores here (atomically, plain modes).
         confusion_png: save the row-normalised confusion matrix as a PNG here (atomically), drawn by
             :func:`fcn_keras.viz.confusion_matrix_image` (needs matplotlib: the ``viz`` extra).
         verbose: 1 shows a progress bar and prints the table; 0 is silent.
@@ -57,16 +60,18 @@ def evaluate(
         "per_class_iou": {name: float or None}, "confusion_matrix": int64 array, "num_images"}``.
 
     Example:
-        >>> import numpy as np
-        >>> inputs = keras.Input((None, None, 3))
-        >>> model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
-        >>> pairs = [(np.zeros((4, 5, 3), "float32"), np.zeros((4, 5), "int32"))]
-        >>> evaluate(model, pairs, 2, verbose=0)["num_images"]
-        1
+        >>> x = keras.Input((None, None, 3))
+        >>> model = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none",
+        ...                           class_names=["sky", "sea"], preprocessing="tf")
+        >>> pairs = [(np.zeros((4, 5, 3), "uint8"), np.zeros((4, 5), "int32"))]
+        >>> sorted(evaluate(model, pairs, verbose=0)["per_class_iou"])
+        ['sea', 'sky']
     """
+    model = require_segmentation_model(model)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    names = _class_names(class_names, num_classes)
+    num_classes, names, ignore_label = model.num_classes, list(model.class_names), model.ignore_label
+    mode = model.input_preprocessing
     hist = np.zeros((num_classes, num_classes), np.int64)
     images_seen = 0
     progbar = keras.utils.Progbar(_length(dataset), unit_name="element") if verbose else None
@@ -74,11 +79,15 @@ def evaluate(
 
     def run(images: np.ndarray, labels: np.ndarray) -> None:
         nonlocal hist, images_seen
-        logits = keras.ops.convert_to_numpy(model.predict_on_batch(images))
+        if images.size and (images.min() < 0 or images.max() > 255):
+            raise ValueError(
+                f"evaluate takes RGB images with values 0-255 (model {model.name!r} applies "
+                f"{'its own' if mode is None else repr(mode)} preprocessing); got values "
+                f"{float(images.min()):.4g} to {float(images.max()):.4g}: build the pipeline with preprocessing=None")
+        x = images if mode is None else preprocess(images, mode)
+        logits = keras.ops.convert_to_numpy(model.predict_on_batch(x))
         if logits.shape[:3] != labels.shape[:3]:
             raise ValueError(f"model output {logits.shape} does not match labels {labels.shape}")
-        if logits.shape[-1] != num_classes:
-            raise ValueError(f"model gives {logits.shape[-1]} classes, num_classes={num_classes}")
         hist += confusion_matrix(labels, logits.argmax(-1), num_classes, ignore_label)
         images_seen += len(images)
 
@@ -108,16 +117,30 @@ def evaluate(
     if verbose:
         print(format_scores(result))
     if out_json is not None:
-        _write_json(Path(out_json), result, names)
+        _write_json(Path(out_json), result, model)
     if confusion_png is not None:
         from fcn_keras import viz  # charts are optional (matplotlib): imported only when asked for
 
-        viz.save_image(viz.confusion_matrix_image(hist, names), confusion_png)
+        viz.save_image(viz.confusion_matrix_image(hist, model=model), confusion_png)
     return result
 
 
 def format_scores(result: dict) -> str:
-    """The four metrics (percent) and the per-class IoU table, as printed by :func:`evaluate`."""
+    """The four metrics (percent) and the per-class IoU table, as printed by :func:`evaluate`.
+
+    Example:
+        >>> print(format_scores({"num_images": 1, "pixel_accuracy": 1.0, "mean_accuracy": 1.0, "mean_iou": 0.5,
+        ...                      "frequency_weighted_iou": 0.5, "per_class_iou": {"sky": 1.0, "sea": None}}))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        images: 1
+        pixel_accuracy: 100.00
+        mean_accuracy: 100.00
+        mean_iou: 50.00
+        frequency_weighted_iou: 50.00
+        class IoU
+        sky: 100.00
+        sea: n/a
+    """
     lines = [f"images: {result['num_images']}"]
     for name in SCORE_NAMES:
         lines.append(f"{name:>24}: {100 * result[name]:6.2f}")
@@ -127,19 +150,11 @@ def format_scores(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_json(path: Path, result: dict, names: Sequence[str]) -> None:
+def _write_json(path: Path, result: dict, model: SegmentationModel) -> None:
     payload = {**{k: v for k, v in result.items() if k != "confusion_matrix"},
-               "class_names": list(names), "confusion_matrix": result["confusion_matrix"].tolist()}
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
-
-
-def _class_names(class_names, num_classes: int) -> list[str]:
-    if class_names is None:
-        return list(VOC_CLASSES) if num_classes == len(VOC_CLASSES) else [f"class_{i}" for i in range(num_classes)]
-    if len(class_names) != num_classes:
-        raise ValueError(f"class_names has {len(class_names)} names for num_classes={num_classes}")
-    return [str(c) for c in class_names]
+               "class_names": list(model.class_names), "ignore_label": model.ignore_label, "model_name": model.name,
+               "card": model.card, "confusion_matrix": result["confusion_matrix"].tolist()}
+    write_text(path, json.dumps(payload, indent=1, allow_nan=True))
 
 
 def _pair(element) -> tuple[np.ndarray, np.ndarray]:

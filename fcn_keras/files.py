@@ -204,3 +204,32 @@ def find_images(inputs: Sequence[str | os.PathLike], *, unique_stems: bool = Fal
                 raise ValueError(f"inputs {stems[f.stem]} and {f} would write the same outputs ({f.stem}_*)")
             stems[f.stem] = f
     return found
+
+
+def prepare_output_dir(out: str | os.PathLike, overwrite: bool, remove: Sequence[str] = ()) -> Path:
+    """Creates the output directory ``out``; an existing non-empty one is refused unless ``overwrite``.
+
+    With ``overwrite`` the entries of ``out`` named in ``remove`` (e.g. the
+    demo's artefacts) are deleted first; everything else is left alone.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (out / "old.png").write_bytes(b""), (out / "notes.txt").write_text("mine")
+        >>> prepare_output_dir(out, overwrite=False)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileExistsError: output directory ... already exists and is not empty; pass --overwrite to replace it
+        >>> sorted(p.name for p in prepare_output_dir(out, overwrite=True, remove=["old.png"]).iterdir())
+        ['notes.txt']
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"output directory {out} already exists and is not empty; pass --overwrite to replace it")
+        for name in remove:
+            _remove(out / name)
+    out.mkdir(parents=True, exist_ok=True)
+    return out

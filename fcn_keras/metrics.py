@@ -152,7 +152,14 @@ class SegmentationMetrics(keras.metrics.Metric):
         self.add_counts(ops.reshape(counts[: n * n], (n, n)))
 
     def add_counts(self, counts) -> None:
-        """Adds an int32 ``(n, n)`` matrix of counts (each < 2**31 - 2**26) to the 64-bit matrix."""
+        """Adds an int32 ``(n, n)`` matrix of counts (each < 2**31 - 2**26) to the 64-bit matrix.
+
+        Example:
+            >>> m = SegmentationMetrics(num_classes=2)
+            >>> m.add_counts(np.array([[3, 0], [1, 2]], "int32"))
+            >>> m.confusion_matrix().tolist(), m.scores()["pixel_accuracy"]
+            ([[3, 0], [1, 2]], 0.8333333333333334)
+        """
         low = self.low + ops.cast(counts, "int32")
         carry = ops.floor_divide(low, _LOW_BASE)
         self.low.assign(low - carry * _LOW_BASE)
@@ -179,13 +186,23 @@ class SegmentationMetrics(keras.metrics.Metric):
         }
 
     def confusion_matrix(self) -> np.ndarray:
-        """The exact accumulated confusion matrix as a NumPy int64 array (summed over replicas)."""
+        """The exact accumulated confusion matrix as a NumPy int64 array (summed over replicas).
+
+        Example:
+            >>> SegmentationMetrics(num_classes=2).confusion_matrix().dtype
+            dtype('int64')
+        """
         high = np.asarray(self.high.numpy(), dtype=np.int64)
         low = np.asarray(self.low.numpy(), dtype=np.int64)
         return high * _LOW_BASE + low
 
     def scores(self) -> dict:
-        """The four scores, ``per_class_iou`` and ``confusion_matrix`` computed exactly in NumPy."""
+        """The four scores, ``per_class_iou`` and ``confusion_matrix`` computed exactly in NumPy.
+
+        Example:
+            >>> bool(np.isnan(SegmentationMetrics(num_classes=2).scores()["mean_iou"]))  # nothing counted yet
+            True
+        """
         hist = self.confusion_matrix()
         return {**scores_from_confusion(hist), "confusion_matrix": hist}
 

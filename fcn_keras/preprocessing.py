@@ -10,10 +10,12 @@ SavedModel signatures) and every Keras backend's tensors.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 REFERENCE_BGR_MEAN: tuple[float, float, float] = (104.00699, 116.66877, 122.67892)
-"""Mean pixel (B, G, R) subtracted by the reference Caffe FCNs (voc_layers.py)."""
+"""Mean pixel (B, G, R) subtracted by the reference Caffe FCNs on PASCAL VOC (voc_layers.py)."""
 
 CAFFE_BGR_MEAN: tuple[float, float, float] = (103.939, 116.779, 123.68)
 """keras.applications' "caffe" mode (ImageNet VGG16/ResNet50): BGR minus this mean."""
@@ -21,13 +23,27 @@ CAFFE_BGR_MEAN: tuple[float, float, float] = (103.939, 116.779, 123.68)
 IMAGENET_RGB_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_RGB_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-MODES: dict[str, str] = {
-    "fcn": "RGB->BGR, minus the reference FCN mean (104.00699, 116.66877, 122.67892)",
-    "caffe": "RGB->BGR, minus the ImageNet mean (103.939, 116.779, 123.68) (keras.applications VGG16, ResNet50)",
-    "tf": "scaled to [-1, 1] (keras.applications MobileNetV2)",
-    "torch": "scaled to [0, 1], minus the ImageNet mean, divided by its std",
+
+@dataclass(frozen=True)
+class Mode:
+    """One preprocessing: BGR minus ``bgr_mean`` (Caffe models), or a scaling (``"tf"``, ``"torch"``)."""
+
+    description: str
+    bgr_mean: tuple[float, float, float] | None = None
+
+
+MODES: dict[str, Mode] = {
+    "fcn": Mode("RGB->BGR, minus the reference FCN mean on PASCAL VOC (voc_layers.py)", REFERENCE_BGR_MEAN),
+    "pascalcontext": Mode("RGB->BGR, minus the reference FCN mean on PASCAL-Context (pascalcontext_layers.py)",
+                          (104.007, 116.669, 122.679)),
+    "nyud": Mode("RGB->BGR, minus the reference FCN mean on NYUDv2 (nyud_layers.py)", (116.190, 97.203, 92.318)),
+    "siftflow": Mode("RGB->BGR, minus the reference FCN mean on SIFT Flow (siftflow_layers.py)",
+                     (114.578, 115.294, 108.353)),
+    "caffe": Mode("RGB->BGR, minus the ImageNet mean (keras.applications VGG16, ResNet50)", CAFFE_BGR_MEAN),
+    "tf": Mode("scaled to [-1, 1] (keras.applications MobileNetV2)"),
+    "torch": Mode("scaled to [0, 1], minus the ImageNet mean, divided by its std"),
 }
-"""The preprocessing modes, each with what it does."""
+"""The preprocessing modes by name: the authors' dataset means, and keras.applications' modes."""
 
 
 def check_mode(mode: str, argument: str = "preprocessing") -> str:
@@ -37,7 +53,7 @@ def check_mode(mode: str, argument: str = "preprocessing") -> str:
         >>> check_mode("bgr")
         Traceback (most recent call last):
         ...
-        ValueError: preprocessing must be one of ['caffe', 'fcn', 'tf', 'torch'], got 'bgr'
+        ValueError: preprocessing must be one of ['caffe', 'fcn', 'nyud', 'pascalcontext', 'siftflow', 'tf', 'torch'], got 'bgr'
     """
     if mode not in MODES:
         raise ValueError(f"{argument} must be one of {sorted(MODES)}, got {mode!r}")
@@ -54,8 +70,8 @@ def preprocess(images, mode: str = "fcn"):
     Example:
         >>> import numpy as np
         >>> x = preprocess(np.full((1, 2, 2, 3), 255, "uint8"), "fcn")
-        >>> [round(float(v), 5) for v in x[0, 0, 0]]
-        [150.99301, 138.33123, 132.32108]
+        >>> [round(float(v), 3) for v in x[0, 0, 0]]
+        [150.993, 138.331, 132.321]
         >>> float(preprocess(np.zeros((1, 1, 1, 3)), "tf")[0, 0, 0, 0])
         -1.0
     """
@@ -69,8 +85,8 @@ def preprocess(images, mode: str = "fcn"):
     def constant(values):
         return np.asarray(values, dtype=dtype)
 
-    if mode in ("fcn", "caffe"):
-        return images[..., ::-1] - constant(REFERENCE_BGR_MEAN if mode == "fcn" else CAFFE_BGR_MEAN)
+    if MODES[mode].bgr_mean is not None:
+        return images[..., ::-1] - constant(MODES[mode].bgr_mean)
     if mode == "tf":
         return images / constant(127.5) - constant(1.0)
     return (images / constant(255.0) - constant(IMAGENET_RGB_MEAN)) / constant(IMAGENET_RGB_STD)

@@ -1,7 +1,11 @@
 """Pictures of segmentations: coloured masks, overlays with a legend, comparisons and charts.
 
 Every function returns an RGB ``uint8`` array of shape ``(height, width, 3)``;
-:func:`save_image` writes one as a PNG. Masks, overlays and side-by-side
+:func:`save_image` writes one as a PNG (atomically, with plain 0644 modes under
+umask 022). Colours, names and the void label come from a model
+(``model=``, a :class:`fcn_keras.models.SegmentationModel`: its ``palette``,
+``class_names`` and ``ignore_label``), or from ``palette=`` / ``class_names=``
+given by hand (default: the PASCAL VOC palette and names). Masks, overlays and side-by-side
 comparisons need only Pillow. The charts — confusion matrix, per-class IoU bars
 and training curves — need matplotlib, the ``viz`` extra
 (``pip install "fcn_keras[viz]"``); without it they raise an ``ImportError``
@@ -19,13 +23,16 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from fcn_keras.files import atomic_path
 from fcn_keras.palette import IGNORE_LABEL, VOC_CLASSES, VOID_COLOR, voc_palette
+
+if TYPE_CHECKING:  # viz needs only Pillow (and matplotlib for charts): no Keras import at run time
+    from fcn_keras.models import SegmentationModel
 
 _WHITE = (255, 255, 255)
 _TEXT = (0, 0, 0)
@@ -63,61 +70,82 @@ def _as_image(image) -> np.ndarray:
     return image
 
 
-def _palette_for(mask: np.ndarray, palette) -> np.ndarray:
+def _identity(model, palette, class_names) -> tuple:
+    """``(palette, class_names, void label)``: the model's when ``model`` is given, else the arguments'."""
+    if model is None:
+        return palette, class_names, IGNORE_LABEL
+    if palette is not None or class_names is not None:
+        raise ValueError("give model= (its palette and class names are used) or palette=/class_names=, not both")
+    return model.palette, model.class_names, model.ignore_label
+
+
+def _palette_for(mask: np.ndarray, palette, void: int = IGNORE_LABEL) -> np.ndarray:
     if palette is None:
         # The VOC map covers any class count; entry 255 is VOC's void colour.
-        return voc_palette(max(256, int(mask.max(initial=0)) + 1))
+        palette = voc_palette(max(256, int(mask.max(initial=0)) + 1))
+        if void != IGNORE_LABEL and 0 <= void < len(palette):
+            palette[void] = VOID_COLOR
+        return palette
     palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
     labels = np.unique(mask)
-    missing = labels[(labels >= len(palette)) & (labels != IGNORE_LABEL)]
+    missing = labels[(labels >= len(palette)) & (labels != void)]
     if missing.size:
         raise ValueError(f"the mask holds class {int(missing[0])} but the palette has only {len(palette)} colours")
-    if len(palette) <= IGNORE_LABEL:
-        palette = np.concatenate([palette, np.zeros((IGNORE_LABEL + 1 - len(palette), 3), np.uint8)])
-        palette[IGNORE_LABEL] = VOID_COLOR
+    if 0 <= void and len(palette) <= void:
+        palette = np.concatenate([palette, np.zeros((void + 1 - len(palette), 3), np.uint8)])
+        palette[void] = VOID_COLOR
     return palette
 
 
-def colorize(mask, palette=None) -> np.ndarray:
+def colorize(mask, palette=None, *, model: SegmentationModel | None = None) -> np.ndarray:
     """Colours a mask of class indices: an ``(H, W)`` integer array to ``(H, W, 3)`` RGB.
 
     Args:
-        mask: class index per pixel; 255 is void.
+        mask: class index per pixel; 255 (or the model's ignore label) is void.
         palette: ``(num_colors, 3)`` RGB colours, one per class; defaults to the
             PASCAL VOC palette (any class count). Void gets VOC's void colour
             unless the palette has an entry 255 of its own.
+        model: take the palette and void label from this model instead.
 
     Example:
         >>> colorize(np.array([[1, 255]]), palette=[[0, 0, 0], [10, 200, 30]]).tolist()
         [[[10, 200, 30], [224, 224, 192]]]
     """
     mask = _as_mask(mask)
-    return _palette_for(mask, palette)[mask]
+    palette, _, void = _identity(model, palette, None)
+    return _palette_for(mask, palette, void)[mask]
 
 
-def class_name(index: int, class_names: Sequence[str] | None = None) -> str:
-    """The display name of a class index: from ``class_names`` (VOC's by default), ``"void"`` for 255.
+def class_name(index: int, class_names: Sequence[str] | None = None, void: int = IGNORE_LABEL) -> str:
+    """The display name of a class index: from ``class_names`` (VOC's by default), ``"void"`` for ``void``.
 
     Example:
         >>> class_name(15), class_name(255), class_name(30)
         ('person', 'void', 'class 30')
     """
     names = VOC_CLASSES if class_names is None else class_names
-    if index == IGNORE_LABEL and index >= len(names):
+    if index == void and not 0 <= index < len(names):
         return "void"
     return names[index] if index < len(names) else f"class {index}"
 
 
-def legend(classes: Sequence[int], class_names: Sequence[str] | None = None, palette=None) -> np.ndarray:
+def legend(classes: Sequence[int], class_names: Sequence[str] | None = None, palette=None, *,
+           model: SegmentationModel | None = None) -> np.ndarray:
     """A white panel listing each class of ``classes`` as a colour swatch and its name.
+
+    Names and colours come from ``model`` when given, else from ``class_names`` and ``palette``.
 
     Example:
         >>> legend([0, 15]).shape[0]  # one row per class plus padding
         48
     """
-    classes = [int(c) for c in classes]
-    colours = _palette_for(np.array(classes or [0]), palette)
-    names = [class_name(c, class_names) for c in classes]
+    palette, class_names, void = _identity(model, palette, class_names)
+    return _draw_legend([int(c) for c in classes], class_names, palette, void)
+
+
+def _draw_legend(classes: list[int], class_names, palette, void: int) -> np.ndarray:
+    colours = _palette_for(np.array(classes or [0]), palette, void)
+    names = [class_name(c, class_names, void) for c in classes]
     font = _font()
     text_width = max((int(font.getlength(n)) for n in names), default=0)
     width = _PAD + _SWATCH + _PAD + text_width + _PAD
@@ -149,9 +177,10 @@ def _present(*masks: np.ndarray) -> list[int]:
 
 
 def overlay(image, mask, alpha: float = 0.5, palette=None, class_names: Sequence[str] | None = None,
-            show_legend: bool = True) -> np.ndarray:
+            show_legend: bool = True, *, model: SegmentationModel | None = None) -> np.ndarray:
     """Blends the coloured mask over the image, with a legend of the classes present on the right.
 
+    Colours and names come from ``model`` when given, else from ``palette`` and ``class_names``.
     Each pixel is ``(1 - alpha) * image + alpha * colour``. The image occupies
     the top-left ``(H, W)`` corner of the result; the legend, when shown, lies to
     its right (the result grows taller only if the legend needs it).
@@ -163,16 +192,17 @@ def overlay(image, mask, alpha: float = 0.5, palette=None, class_names: Sequence
         >>> out[0, 0].tolist(), out[3, 3].tolist()  # person over grey, background over grey
         ([196, 164, 164], [100, 100, 100])
     """
+    palette, class_names, void = _identity(model, palette, class_names)
     image, mask = _as_image(image), _as_mask(mask)
     if image.shape[:2] != mask.shape:
         raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} sizes differ")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    blended = (1.0 - alpha) * image + alpha * colorize(mask, palette).astype(np.float64)
-    blended = np.round(blended).astype(np.uint8)
+    colours = _palette_for(mask, palette, void)[mask]
+    blended = np.round((1.0 - alpha) * image + alpha * colours.astype(np.float64)).astype(np.uint8)
     if not show_legend:
         return blended
-    return _hstack([blended, legend(_present(mask), class_names, palette)])
+    return _hstack([blended, _draw_legend(_present(mask), class_names, palette, void)])
 
 
 def _titled(title: str, panel: np.ndarray) -> np.ndarray:
@@ -182,8 +212,10 @@ def _titled(title: str, panel: np.ndarray) -> np.ndarray:
 
 
 def side_by_side(image, label=None, prediction=None, palette=None,
-                 class_names: Sequence[str] | None = None) -> np.ndarray:
+                 class_names: Sequence[str] | None = None, *, model: SegmentationModel | None = None) -> np.ndarray:
     """Image, ground truth and prediction next to each other, titled, with one legend.
+
+    Colours and names come from ``model`` when given, else from ``palette`` and ``class_names``.
 
     ``label`` or ``prediction`` may be ``None`` to leave that panel out. Panels
     are separated by 4 white pixels and sit under an 18-pixel title strip.
@@ -195,6 +227,7 @@ def side_by_side(image, label=None, prediction=None, palette=None,
         >>> out[18 + 5, 30 + 4 + 5].tolist()  # inside the ground-truth panel: aeroplane red
         [128, 0, 0]
     """
+    palette, class_names, void = _identity(model, palette, class_names)
     image = _as_image(image)
     panels, masks = [_titled("image", image)], []
     for title, mask in (("ground truth", label), ("prediction", prediction)):
@@ -203,10 +236,10 @@ def side_by_side(image, label=None, prediction=None, palette=None,
         mask = _as_mask(mask)
         if mask.shape != image.shape[:2]:
             raise ValueError(f"{title} {mask.shape} and image {image.shape[:2]} sizes differ")
-        panels.append(_titled(title, colorize(mask, palette)))
+        panels.append(_titled(title, _palette_for(mask, palette, void)[mask]))
         masks.append(mask)
     if masks:
-        panels.append(legend(_present(*masks), class_names, palette))
+        panels.append(_draw_legend(_present(*masks), class_names, palette, void))
     return _hstack(panels, gap=4)
 
 
@@ -235,9 +268,12 @@ def save_image(image, path: str | os.PathLike) -> Path:
 
 
 def save_prediction(image, mask, out_dir: str | os.PathLike, stem: str, palette=None,
-                    class_names: Sequence[str] | None = None, alpha: float = 0.5) -> dict[str, Path]:
+                    class_names: Sequence[str] | None = None, alpha: float = 0.5, *,
+                    model: SegmentationModel | None = None) -> dict[str, Path]:
     """Writes a prediction three ways: ``<stem>_mask.png`` (raw class indices, greyscale),
     ``<stem>_color.png`` (coloured) and ``<stem>_overlay.png`` (over the image, with a legend).
+
+    Colours and names come from ``model`` when given, else from ``palette`` and ``class_names``.
 
     Returns ``{"mask": path, "color": path, "overlay": path}``.
 
@@ -250,11 +286,14 @@ def save_prediction(image, mask, out_dir: str | os.PathLike, stem: str, palette=
     mask = _as_mask(mask)
     if mask.size and mask.max() > 255:
         raise ValueError(f"{stem}: class indices above 255 do not fit an 8-bit mask PNG")
+    _identity(model, palette, class_names)  # refuses model= with palette=/class_names=
+    same = {"model": model} if model is not None else {}
     out_dir = Path(out_dir)
     return {
         "mask": save_image(mask.astype(np.uint8), out_dir / f"{stem}_mask.png"),
-        "color": save_image(colorize(mask, palette), out_dir / f"{stem}_color.png"),
-        "overlay": save_image(overlay(image, mask, alpha, palette, class_names), out_dir / f"{stem}_overlay.png"),
+        "color": save_image(colorize(mask, palette, **same), out_dir / f"{stem}_color.png"),
+        "overlay": save_image(overlay(image, mask, alpha, palette, class_names, **same),
+                              out_dir / f"{stem}_overlay.png"),
     }
 
 
@@ -286,8 +325,11 @@ def _names(count: int, class_names: Sequence[str] | None) -> list[str]:
     return [class_name(i, class_names) for i in range(count)]
 
 
-def confusion_matrix_image(confusion, class_names: Sequence[str] | None = None, normalize: bool = True) -> np.ndarray:
+def confusion_matrix_image(confusion, class_names: Sequence[str] | None = None, normalize: bool = True, *,
+                           model: SegmentationModel | None = None) -> np.ndarray:
     """A heat map of a confusion matrix (rows: ground truth, columns: prediction).
+
+    Class names come from ``model`` when given, else from ``class_names``.
 
     With ``normalize`` each row is divided by its total, so a cell reads as the
     fraction of that class's pixels predicted as the column's class (rows
@@ -297,6 +339,7 @@ def confusion_matrix_image(confusion, class_names: Sequence[str] | None = None, 
         >>> confusion_matrix_image(np.diag([5, 3, 2]), ["a", "b", "c"]).shape[2]
         3
     """
+    _, class_names, _ = _identity(model, None, class_names)
     confusion = np.asarray(confusion)
     if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1]:
         raise ValueError(f"a confusion matrix must be square, got shape {confusion.shape}")
@@ -326,11 +369,13 @@ def confusion_matrix_image(confusion, class_names: Sequence[str] | None = None, 
 
 
 def iou_bars_image(per_class_iou: Sequence[float] | Mapping[str, float | None],
-                   class_names: Sequence[str] | None = None) -> np.ndarray:
+                   class_names: Sequence[str] | None = None, *, palette=None,
+                   model: SegmentationModel | None = None) -> np.ndarray:
     """Horizontal bars of each class's IoU (0-1), coloured by the class's palette colour.
 
     ``per_class_iou`` is a sequence (names from ``class_names``) or a mapping
-    ``{name: IoU or None}``.
+    ``{name: IoU or None}``. Names and colours come from ``model`` when given,
+    else from ``class_names`` (or the mapping's keys) and ``palette`` (default VOC's).
 
     Classes with no IoU (``nan``: absent from ground truth and prediction) are
     labelled "n/a". The mean over the others is a dashed line, its value in the title. Needs matplotlib.
@@ -341,13 +386,21 @@ def iou_bars_image(per_class_iou: Sequence[float] | Mapping[str, float | None],
         >>> iou_bars_image({"background": 0.9, "cat": None}).shape[2]
         3
     """
+    palette, class_names, _ = _identity(model, palette, class_names)
     if isinstance(per_class_iou, Mapping):  # {name: IoU or None}, as fcn_keras.evaluation reports it
+        if model is not None and tuple(per_class_iou) != tuple(class_names):
+            raise ValueError(f"per_class_iou names {list(per_class_iou)} are not the model's {list(class_names)}")
         class_names = list(per_class_iou)
         per_class_iou = [np.nan if v is None else v for v in per_class_iou.values()]
     iou = np.asarray(per_class_iou, dtype=np.float64).reshape(-1)
     n = iou.size
     names = _names(n, class_names)
-    colours = voc_palette(max(n, 1)) / 255.0
+    if palette is None:
+        palette = voc_palette(max(n, 1))
+    palette = np.asarray(palette, np.uint8).reshape(-1, 3)
+    if len(palette) < n:
+        raise ValueError(f"the palette has {len(palette)} colours for {n} classes")
+    colours = palette[:max(n, 1)] / 255.0
     fig = _figure(6.0, max(2.5, 0.28 * n + 1.2))
     ax = fig.add_subplot()
     rows = np.arange(n)

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from fcn_keras.files import atomic_path
 from fcn_keras.palette import voc_palette
 
 
@@ -43,7 +44,8 @@ def save_masks(paths: list[str], masks, heights, widths, out_dir: str) -> list[P
     written = []
     for path, mask, h, w in zip(paths, masks, heights, widths):
         target = out / f"{Path(path).stem}_mask.png"
-        Image.fromarray(colour_mask(mask, int(h), int(w))).save(target)
+        with atomic_path(target) as tmp:  # a viewer polling out_dir never sees half a PNG
+            Image.fromarray(colour_mask(mask, int(h), int(w))).save(tmp, format="PNG")
         written.append(target)
     return written
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import doctest
+import os
+import stat
 import sys
 
 import numpy as np
@@ -94,7 +96,13 @@ def test_side_by_side_places_image_truth_and_prediction():
 
 def test_save_image_round_trips_and_leaves_no_temporary_file(tmp_path):
     picture = np.random.default_rng(1).integers(0, 256, (7, 9, 3), dtype=np.uint8)
-    path = viz.save_image(picture, tmp_path / "sub" / "p.png")
+    old = os.umask(0o022)
+    try:
+        path = viz.save_image(picture, tmp_path / "sub" / "p.png")
+    finally:
+        os.umask(old)
+    # A plain file's modes (not the temporary file's 0600): a web server running as another user can read it.
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 and stat.S_IMODE(path.parent.stat().st_mode) == 0o755
     np.testing.assert_array_equal(np.asarray(Image.open(path)), picture)
     mask = np.array([[0, 21, 255]], np.int64)
     saved = Image.open(viz.save_image(mask, tmp_path / "m.png"))
@@ -155,3 +163,43 @@ def test_charts_without_matplotlib_say_which_extra_to_install(monkeypatch):
         viz.iou_bars_image([0.5])
     # Masks and overlays never need it.
     assert viz.overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8)).shape[0] >= 4
+
+
+def _toy_model():
+    """A SegmentationModel with its own names, colours and void label."""
+    import keras
+
+    from fcn_keras.models import SegmentationModel
+
+    inputs = keras.Input((None, None, 3))
+    return SegmentationModel(inputs, keras.layers.Conv2D(2, 1)(inputs), architecture="toy", backbone="none",
+                             class_names=["sky", "sea"], palette=[[10, 20, 30], [40, 50, 60]], ignore_label=7)
+
+
+def test_pictures_take_colours_names_and_void_from_the_model():
+    model = _toy_model()
+    mask = np.array([[0, 1], [7, 1]])
+    colours = viz.colorize(mask, model=model)
+    assert colours.tolist() == [[[10, 20, 30], [40, 50, 60]], [list(VOID_COLOR), [40, 50, 60]]]
+    np.testing.assert_array_equal(viz.overlay(np.zeros((2, 2, 3), np.uint8), mask, 1.0, show_legend=False,
+                                              model=model), colours)
+    panel = viz.legend([0, 1, 7], model=model)  # 7 is the model's void: a row of its own, not a missing colour
+    assert panel.shape[0] == 2 * 6 + 3 * 18 and len(_pixels(panel, VOID_COLOR)) and len(_pixels(panel, (10, 20, 30)))
+    assert viz.class_name(7, model.class_names, model.ignore_label) == "void"
+    with pytest.raises(ValueError, match="holds class 7 but the palette has only 2"):  # by hand, 255 is void
+        viz.legend([0, 1, 7], ["sky", "sea"], [[10, 20, 30], [40, 50, 60]])
+    assert len(_pixels(viz.side_by_side(np.zeros((2, 2, 3), np.uint8), mask, mask, model=model), (40, 50, 60)))
+    bars = viz.iou_bars_image({"sky": 0.5, "sea": 1.0}, model=model)
+    assert len(_pixels(bars, (40, 50, 60))) > 2 * len(_pixels(bars, (10, 20, 30))) > 0  # sea's bar twice as long
+    with pytest.raises(ValueError, match="model= .* or palette=/class_names=, not both"):
+        viz.colorize(mask, [[0, 0, 0]] * 2, model=model)
+    with pytest.raises(ValueError, match="not the model's"):
+        viz.iou_bars_image({"a": 0.5, "b": 1.0}, model=model)
+
+
+def test_save_prediction_and_confusion_chart_from_the_model(tmp_path):
+    model = _toy_model()
+    paths = viz.save_prediction(np.zeros((3, 3, 3), np.uint8), np.ones((3, 3), int), tmp_path, "x", model=model)
+    assert Image.open(paths["color"]).getpixel((0, 0)) == (40, 50, 60)
+    np.testing.assert_array_equal(viz.confusion_matrix_image(np.eye(2), model=model),
+                                  viz.confusion_matrix_image(np.eye(2), ["sky", "sea"]))

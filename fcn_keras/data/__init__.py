@@ -27,10 +27,20 @@ Pipelines:
                   cache=False, input_context=None, pad_to_batch=False)
         -> (images float32 [B, H, W, 3], labels int32 [B, H, W], 255 = ignore) for model.fit
 
+Detection (one place tells the layouts apart; the CLI and check_dataset use it):
+    dataset_kind(path) -> "voc" | "sbd" | "folder" | "prepared"   (DataError naming the path otherwise)
+    dataset_source(path, split=None, num_classes=None, metadata=None, check_files=True) -> FileSource
+    dataset_splits(path) -> the split names of a VOC/SBD root
+
 Errors and checks:
     DataError                              a ValueError whose message starts with the file
     check_dataset(path_or_source, split=None, num_classes=None, metadata=None)
         -> list[Problem]  every problem with its file (empty when clean); str(p) = "<file>: <problem>"
+
+Modules, bottom to top (each imports only modules to its left, and
+fcn_keras.files / palette / preprocessing; tests/test_layout.py checks it):
+    decode -> source -> voc, sbd, folder -> splits (VOC + SBD reference lists) -> prepared
+    -> detect (which layout a path is) -> check, pipeline;  synthetic and tfds_source stand alone
 
 Example:
     >>> import tempfile
@@ -45,11 +55,13 @@ Example:
 from fcn_keras.data import splits
 from fcn_keras.data.check import Problem, check_dataset, check_source
 from fcn_keras.data.decode import DataError, read_example, read_image, read_label
+from fcn_keras.data.detect import dataset_kind, dataset_source, dataset_splits
 from fcn_keras.data.folder import DatasetInfo, folder_source, load_folder, load_metadata
 from fcn_keras.data.prepared import load_prepared, prepare, read_manifest
 from fcn_keras.data.pipeline import MEAN_RGB, augment, make_pipeline, preprocess
-from fcn_keras.data.sbd import load_sbd, sbd_source, seg11valid_source, train_aug_source
+from fcn_keras.data.sbd import load_sbd, sbd_source, train_aug_source
 from fcn_keras.data.source import FileSource
+from fcn_keras.data.splits import seg11valid_source
 from fcn_keras.data.synthetic import write_synthetic_voc
 from fcn_keras.data.voc import load_voc, voc_source
 
@@ -62,6 +74,9 @@ __all__ = [
     "augment",
     "check_dataset",
     "check_source",
+    "dataset_kind",
+    "dataset_source",
+    "dataset_splits",
     "folder_source",
     "load_folder",
     "load_metadata",

@@ -18,11 +18,9 @@ import keras
 import tensorflow as tf
 
 from fcn_keras.data.decode import DataError
-from fcn_keras.data.folder import folder_source
-from fcn_keras.data.prepared import MANIFEST, _parse, read_manifest
-from fcn_keras.data.sbd import sbd_source
+from fcn_keras.data.detect import dataset_kind, dataset_source, dataset_splits
+from fcn_keras.data.prepared import _parse, read_manifest
 from fcn_keras.data.source import FileSource
-from fcn_keras.data.voc import voc_source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,22 +94,12 @@ def _check_prepared(out_dir: Path) -> list[Problem]:
 
 
 def _sources(path: Path, split: str | None, num_classes: int | None, metadata):
-    """The sources a path denotes (VOC root: all splits unless one is named), plus split-level problems."""
-    options = {} if num_classes is None else {"num_classes": num_classes}
-    if path.is_file() or str(path).endswith(".txt"):
-        builders = [lambda: folder_source(path, metadata=metadata, check_files=False, **options)]
-    elif (path / "ImageSets" / "Segmentation").is_dir():
-        names = [split] if split else sorted(p.stem for p in (path / "ImageSets" / "Segmentation").glob("*.txt"))
-        builders = [lambda n=n: voc_source(path, n, check_files=False, **options) for n in names]
-    elif (path / "cls").is_dir() or (path / "dataset" / "cls").is_dir():
-        builders = [lambda n=n: sbd_source(path, n, check_files=False) for n in ([split] if split else ["train", "val"])]
-    else:
-        raise DataError(path, "is not a dataset: expected a VOC root, an SBD root, a prepared directory "
-                              "or an 'image label' split file")
+    """The sources a path denotes (VOC/SBD root: every split unless one is named), plus split-level problems."""
+    splits = [split] if split else list(dataset_splits(path)) or [None]
     sources, problems = [], []
-    for build in builders:
+    for name in splits:
         try:
-            sources.append(build())
+            sources.append(dataset_source(path, name, num_classes=num_classes, metadata=metadata, check_files=False))
         except DataError as error:  # missing or empty split file, bad metadata
             problems.append(_problem(error))
     return sources, problems
@@ -142,9 +130,9 @@ def check_dataset(
     if isinstance(path, FileSource):
         return check_source(path, verbose=verbose)
     path = Path(path)
-    if (path / MANIFEST).exists() or (path.is_dir() and list(path.glob("shard-*.tfrecord"))):
-        return _check_prepared(path)
     try:
+        if dataset_kind(path) == "prepared":
+            return _check_prepared(path)
         sources, problems = _sources(path, split, num_classes, metadata)
     except DataError as error:
         return [_problem(error)]

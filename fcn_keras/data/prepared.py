@@ -30,6 +30,7 @@ from PIL import Image
 
 from fcn_keras.data.decode import DataError
 from fcn_keras.data.source import FileSource
+from fcn_keras.files import atomic_path, write_text
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -169,12 +170,6 @@ def read_manifest(out_dir: str | os.PathLike) -> dict:
     return manifest
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def prepare(
     source: FileSource | tf.data.Dataset,
     out_dir: str | os.PathLike,
@@ -226,7 +221,7 @@ def prepare(
         if existing and not overwrite:
             raise DataError(out_dir, "holds a prepared dataset of a different input; pass overwrite=True to replace it")
         manifest_path.unlink()  # from here on the directory is not a complete dataset
-    for stale in out_dir.glob(".shard-*.tmp-*"):
+    for stale in out_dir.glob(".shard-*.tmp*"):  # left by a killed run (atomic_path's temporary names)
         stale.unlink()
 
     examples = _examples(source)
@@ -243,8 +238,7 @@ def prepare(
     examples = iter(examples)
     for k in range(num_shards):
         name = f"shard-{k:05d}-of-{num_shards:05d}.tfrecord"
-        tmp = out_dir / f".{name}.tmp-{os.getpid()}"
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
+        with atomic_path(out_dir / name) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
             for _ in range(bounds[k], bounds[k + 1]):
                 example_id, image, label, image_path = next(examples)
                 if image.shape[:2] != label.shape:
@@ -253,7 +247,6 @@ def prepare(
                 done += 1
                 if progress is not None:
                     progress.update(done)
-        os.replace(tmp, out_dir / name)
         shards.append({"file": name, "num_examples": int(bounds[k + 1] - bounds[k]),
                        "bytes": (out_dir / name).stat().st_size})
     manifest = {
@@ -266,7 +259,7 @@ def prepare(
         "source": getattr(source, "name", "tf.data.Dataset"),
         "fingerprint": fingerprint,
     }
-    _atomic_write(manifest_path, json.dumps(manifest, indent=1).encode())
+    write_text(manifest_path, json.dumps(manifest, indent=1))
     return out_dir
 
 

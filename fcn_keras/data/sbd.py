@@ -5,7 +5,7 @@
     benchmark_RELEASE/dataset/{train,val}.txt  8,498 / 2,857 ids
 
 The reference FCNs train on SBD train and validate on VOC's seg11valid
-(:func:`fcn_keras.data.splits.reference_split_path`).
+(:mod:`fcn_keras.data.splits`, which builds on this module and :mod:`~fcn_keras.data.voc`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 import tensorflow as tf
 
 from fcn_keras.data.source import FileSource, check_listed_files, read_split_file
-from fcn_keras.data.voc import voc_source
 from fcn_keras.palette import VOC_CLASSES
 
 
@@ -81,10 +80,3 @@ def train_aug_source(
                         num_classes=len(VOC_CLASSES), class_names=VOC_CLASSES)
     check_listed_files(source, split_file)
     return source
-
-
-def seg11valid_source(voc_root: str | os.PathLike) -> FileSource:
-    """The reference validation set: VOC images and labels listed in the shipped seg11valid."""
-    from fcn_keras.data.splits import reference_split_path  # noqa: PLC0415
-
-    return voc_source(voc_root, str(reference_split_path("seg11valid")))

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from fcn_keras.files import atomic_path, write_text
 from fcn_keras.palette import IGNORE_LABEL, voc_palette
 
 Size = tuple[int, int]
@@ -27,16 +28,9 @@ def class_colors(num_classes: int) -> np.ndarray:
     return rng.integers(40, 256, size=(num_classes, 3)).astype(np.uint8)
 
 
-def _atomic_save(image: Image.Image, path: Path, **kwargs) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    image.save(tmp, format=kwargs.pop("format"), **kwargs)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _save(image: Image.Image, path: Path, **kwargs) -> None:
+    with atomic_path(path) as tmp:
+        image.save(tmp, **kwargs)
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -143,12 +137,12 @@ def write_synthetic_voc(
     for example_id in ids:
         height, width = sizes[int(rng.integers(len(sizes)))]
         image, label = synthetic_example(rng, height, width, num_classes, max_objects, void_width)
-        _atomic_save(Image.fromarray(image, "RGB"), root / "JPEGImages" / f"{example_id}.jpg",
-                     format="JPEG", quality=jpeg_quality)
+        _save(Image.fromarray(image, "RGB"), root / "JPEGImages" / f"{example_id}.jpg",
+              format="JPEG", quality=jpeg_quality)
         label_image = Image.fromarray(label, "P")
         label_image.putpalette(palette)
-        _atomic_save(label_image, root / "SegmentationClass" / f"{example_id}.png", format="PNG")
+        _save(label_image, root / "SegmentationClass" / f"{example_id}.png", format="PNG")
     splits = root / "ImageSets" / "Segmentation"
     for name, members in (("train", train), ("val", val), ("trainval", ids)):
-        _atomic_write_text(splits / f"{name}.txt", "".join(f"{i}\n" for i in members))
+        write_text(splits / f"{name}.txt", "".join(f"{i}\n" for i in members))
     return root

@@ -13,19 +13,29 @@ Example:
     'fcn.tflite'
 """
 
-from fcn_keras.export.command import export_model
-from fcn_keras.export.parity import ParityReport, keras_logits, parity, tflite_parity
-from fcn_keras.export.saved_model import (
-    DEFAULT_MAX_IMAGE_SIZE,
-    MASK_PAD_VALUE,
-    existing_versions,
-    export_saved_model,
-    read_export_info,
-)
-from fcn_keras.export.tflite import TFLiteModel, export_tflite, tflite_ops
+import importlib
 
-__all__ = [
-    "DEFAULT_MAX_IMAGE_SIZE", "MASK_PAD_VALUE", "ParityReport", "TFLiteModel", "existing_versions",
-    "export_model", "export_saved_model", "export_tflite", "keras_logits", "parity", "read_export_info",
-    "tflite_ops", "tflite_parity",
-]
+# Lazy, so that running an export (saved_model_logits) needs neither Keras nor the model code.
+_NAMES = {
+    "export_model": "command",
+    # The function parity() is fcn_keras.export.parity.parity: a lazy package attribute cannot share
+    # the name of a submodule (importing the submodule binds its name on the package).
+    "ParityReport": "parity", "keras_logits": "parity", "tflite_parity": "parity",
+    "DEFAULT_MAX_IMAGE_SIZE": "saved_model", "MASK_PAD_VALUE": "saved_model", "existing_versions": "saved_model",
+    "export_saved_model": "saved_model", "read_export_info": "saved_model",
+    "saved_model_logits": "runner",
+    "read_sidecar": "sidecar", "sidecar_path": "sidecar",
+    "TFLiteModel": "tflite", "export_tflite": "tflite", "tflite_ops": "tflite",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"fcn_keras.export.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'fcn_keras.export' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_NAMES))

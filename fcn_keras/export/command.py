@@ -7,23 +7,33 @@ from typing import Sequence
 
 import keras
 
+from fcn_keras.export.graph import require_segmentation_model
+from fcn_keras.models import SegmentationModel
+
 FORMATS = ("saved_model", "tflite", "onnx")
 
 
-def load_model(source: keras.Model | str | os.PathLike) -> keras.Model:
-    """``source`` itself if it is a model, else the ``.keras`` file it names (safe mode, no compile)."""
+def load_model(source: SegmentationModel | str | os.PathLike) -> SegmentationModel:
+    """``source`` itself if it is a model, else the ``.keras`` file it names (safe mode, no compile).
+
+    Example:
+        >>> load_model("runs/missing.keras")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: checkpoint 'runs/missing.keras' does not exist
+    """
     if isinstance(source, keras.Model):
-        return source
+        return require_segmentation_model(source)
     path = os.fspath(source)
     if not path.endswith(".keras"):
         raise ValueError(f"export source must be a keras.Model or a .keras checkpoint file, got {path!r}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    return keras.models.load_model(path, compile=False)
+    return require_segmentation_model(keras.models.load_model(path, compile=False))
 
 
 def export_model(
-    source: keras.Model | str | os.PathLike,
+    source: SegmentationModel | str | os.PathLike,
     output: str | os.PathLike,
     format: str = "saved_model",
     *,
@@ -32,12 +42,14 @@ def export_model(
     quantization: str | None = None,
     input_size: tuple[int, int] | None = None,
     representative_data=None,
-    class_names: Sequence[str] | None = None,
-    preprocessing: str | None = None,
     check_images: Sequence | None = None,
     verbose: bool = True,
 ) -> dict:
     """Exports a model or ``.keras`` checkpoint; returns ``{"path": ..., "format": ..., "parity": ...}``.
+
+    The model (a :class:`~fcn_keras.models.SegmentationModel`) says what it
+    segments and how its input is preprocessed; every format writes that next
+    to the network.
 
     ``format="saved_model"``: ``output`` is TF Serving's base directory and a new
     version directory is written in it (see :func:`export_saved_model`).
@@ -49,6 +61,10 @@ def export_model(
     :class:`ParityReport` dict (else None).
 
     Example:
+        >>> export_model("runs/fcn8s.h5", "models/fcn")
+        Traceback (most recent call last):
+        ...
+        ValueError: export source must be a keras.Model or a .keras checkpoint file, got 'runs/fcn8s.h5'
         >>> export_model("runs/fcn8s.keras", "models/fcn")["path"]  # doctest: +SKIP
         'models/fcn/1'
         >>> export_model("runs/fcn8s.keras", "fcn_int8.tflite", "tflite", quantization="int8",
@@ -62,40 +78,35 @@ def export_model(
     model = load_model(source)
     images = None
     if check_images is not None:
-        from fcn_keras.export.tflite import load_image
+        from fcn_keras.data.decode import read_image
 
-        images = [load_image(i) if isinstance(i, (str, os.PathLike)) else i for i in check_images]
+        images = [read_image(i) if isinstance(i, (str, os.PathLike)) else i for i in check_images]
 
     report = None
     if format == "saved_model":
         from fcn_keras.export.parity import parity
         from fcn_keras.export.saved_model import export_saved_model
 
-        path = export_saved_model(model, output, version, overwrite=overwrite, class_names=class_names,
-                                  preprocessing=preprocessing, verbose=verbose)
+        path = export_saved_model(model, output, version, overwrite=overwrite, verbose=verbose)
         if images is not None:
-            import numpy as np
-            import tensorflow as tf
+            from fcn_keras.export.runner import saved_model_logits
 
-            fn = tf.saved_model.load(path).signatures["predict_images"]
-            report = parity("savedmodel", lambda image: fn(images=tf.constant(np.asarray(image, np.uint8)[None]))
-                            ["logits"].numpy()[0], model, images, preprocessing=preprocessing)
+            report = parity("savedmodel", saved_model_logits(path), model, images)
     elif format == "tflite":
         from fcn_keras.export.parity import tflite_parity
         from fcn_keras.export.tflite import export_tflite
 
         _refuse_existing(output, overwrite)
-        path = export_tflite(model, output, quantization, input_size, representative_data,
-                             preprocessing=preprocessing, verbose=verbose)
+        path = export_tflite(model, output, quantization, input_size, representative_data, verbose=verbose)
         if images is not None:
-            report = tflite_parity(path, model, images, preprocessing=preprocessing)
+            report = tflite_parity(path, model, images)
     else:
         from fcn_keras.export.onnx import export_onnx, onnx_parity
 
         _refuse_existing(output, overwrite)
-        path = export_onnx(model, output, preprocessing=preprocessing)
+        path = export_onnx(model, output)
         if images is not None:
-            report = onnx_parity(path, model, images, preprocessing=preprocessing)
+            report = onnx_parity(path, model, images)
     if report is not None and verbose:
         print(report)
     return {"path": path, "format": format, "parity": None if report is None else report.as_dict()}

@@ -1,71 +1,53 @@
 """The inference graph every export format shares: raw RGB in, float32 logits out.
 
-An exported FCN takes RGB images with values 0-255, whatever the Keras model
-expects: the backbone's preprocessing goes into the graph (unless the model
-already starts with its own ``preprocessing`` layer), computation is float32
-(a mixed-precision model is copied to float32 first) and the model must map an
-image to logits of the same height and width.
+An exported model takes RGB images with values 0-255. What the network
+expects is read from the model, never guessed: when ``model.input_preprocessing``
+names a mode (the model does not apply it itself),
+:func:`fcn_keras.preprocessing.preprocess` with that mode goes in front.
+Computation is float32 (a mixed-precision model is copied to float32 first) and
+the model must map an image to logits of the same height and width.
+
+``reference=False`` (SavedModel, the Keras side of parity checks) calls the
+model, i.e. its exact fast formulation; ``reference=True`` (TFLite, ONNX) runs
+:func:`fcn_keras.models.reference_graph`, the plain layer-by-layer network over
+the same variables: those runtimes bring their own convolution kernels, and
+int8 quantizes the plain convolutions' values well.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import keras
 import numpy as np
 
-from fcn_keras.models.backbones import BACKBONES
-from fcn_keras.models.layers import Preprocessing
+from fcn_keras.models import SegmentationModel, reference_graph
+from fcn_keras.preprocessing import preprocess
 
-PREPROCESSING_MODES = ("fcn", "caffe", "tf", "torch")
 _PROBE_SIZE = (37, 50)  # odd, not a multiple of 32: exposes any crop/pad mistake
 
 
-def model_preprocessing(model: keras.Model) -> str | None:
-    """The mode of the model's own ``preprocessing`` layer, or None when it has none.
+def require_segmentation_model(model) -> SegmentationModel:
+    """``model`` if it is a :class:`~fcn_keras.models.SegmentationModel`, else a ``TypeError`` saying how to make one.
+
+    Exports, parity checks and :func:`fcn_keras.evaluation.evaluate` read the
+    class names, palette, ignore label and preprocessing from the model.
 
     Example:
-        >>> import fcn_keras
-        >>> model_preprocessing(fcn_keras.fcn32s(num_classes=2, include_preprocessing=True))
-        'fcn'
+        >>> x = keras.Input((None, None, 3))
+        >>> require_segmentation_model(keras.Model(x, x))
+        Traceback (most recent call last):
+        ...
+        TypeError: need an fcn_keras.models.SegmentationModel, which knows its classes and preprocessing; got a Functional. Wrap a plain Keras model: SegmentationModel(model.inputs, model.outputs, architecture=..., backbone=..., class_names=[...], preprocessing=..., include_preprocessing=...)
     """
-    for layer in model.layers:
-        if isinstance(layer, Preprocessing) and layer.name == "preprocessing":
-            return layer.mode
-    return None
-
-
-def infer_preprocessing(model: keras.Model, preprocessing: str | None = None) -> str | None:
-    """The preprocessing the export must add in front of ``model`` (None: the model has it).
-
-    ``preprocessing`` overrides the guess for models without a ``preprocessing``
-    layer; otherwise it is taken from the backbone: the reference VGG16 trunk
-    (``conv1_1``) uses ``"fcn"``, a keras.applications encoder named as in
-    ``BACKBONES`` uses that backbone's mode (``mobilenet_v2``: ``"tf"``,
-    ``resnet50``: ``"caffe"``).
-    """
-    own = model_preprocessing(model)
-    if own is not None:
-        if preprocessing is not None and preprocessing != own:
-            raise ValueError(
-                f"preprocessing={preprocessing!r} conflicts with model {model.name!r}, which starts with its own "
-                f"{own!r} preprocessing layer; leave preprocessing=None"
-            )
-        return None
-    if preprocessing is not None:
-        if preprocessing not in PREPROCESSING_MODES:
-            raise ValueError(f"preprocessing must be one of {PREPROCESSING_MODES}, got {preprocessing!r}")
-        return preprocessing
-    names = {layer.name for layer in model.layers}
-    for name, backbone in BACKBONES.items():
-        if name in names and not backbone.reference:
-            return backbone.preprocessing
-    if "conv1_1" in names:
-        return BACKBONES["vgg16"].preprocessing
-    raise ValueError(
-        f"cannot tell which preprocessing model {model.name!r} expects (no 'preprocessing' layer and no known "
-        f"backbone); pass preprocessing= one of {PREPROCESSING_MODES}"
-    )
+    if not isinstance(model, SegmentationModel):
+        raise TypeError(
+            f"need an fcn_keras.models.SegmentationModel, which knows its classes and preprocessing; got a "
+            f"{type(model).__name__}. Wrap a plain Keras model: SegmentationModel(model.inputs, model.outputs, "
+            f"architecture=..., backbone=..., class_names=[...], preprocessing=..., include_preprocessing=...)"
+        )
+    return model
 
 
 def _float32_config(config):
@@ -89,7 +71,13 @@ def _float32_config(config):
 
 
 def is_mixed_precision(model: keras.Model) -> bool:
-    """Whether any layer of ``model`` (nested models included) computes in float16/bfloat16."""
+    """Whether ``model`` or any of its layers (nested models included) computes in float16/bfloat16.
+
+    Example:
+        >>> x = keras.Input((None, None, 3))
+        >>> is_mixed_precision(keras.Model(x, keras.layers.Conv2D(2, 1, dtype="mixed_float16")(x)))
+        True
+    """
     def walk(layers):
         for layer in layers:
             if layer.compute_dtype in ("float16", "bfloat16"):
@@ -98,19 +86,25 @@ def is_mixed_precision(model: keras.Model) -> bool:
                 return True
         return False
 
-    return walk(model.layers)
+    return model.compute_dtype in ("float16", "bfloat16") or walk(model.layers)
 
 
-def float32_model(model: keras.Model) -> keras.Model:
-    """``model`` itself when it computes in float32, else a float32 copy with its weights.
+def float32_model(model: SegmentationModel) -> SegmentationModel:
+    """``model`` itself when it computes in float32, else a float32 copy (same class, identity and weights).
 
     TFLite refuses float16/bfloat16 convolutions and a serving signature should
     not depend on the training policy, so every export computes in float32.
+
+    Example:
+        >>> x = keras.Input((None, None, 3))
+        >>> m = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none")
+        >>> float32_model(m) is m
+        True
     """
     if not is_mixed_precision(model):
         return model
-    config = _float32_config(model.get_config())
-    clone = model.__class__.from_config(config)
+    config = _float32_config(keras.saving.serialize_keras_object(model))
+    clone = keras.saving.deserialize_keras_object(config)
     clone.set_weights(model.get_weights())
     if is_mixed_precision(clone):
         raise ValueError(f"could not make a float32 copy of model {model.name!r}: some layer kept a mixed policy")
@@ -122,6 +116,13 @@ def check_same_size(model: keras.Model) -> None:
 
     The exported ``mask`` is one class per input pixel; a model that changes the
     size (a classifier, an FCN without its final crop) cannot honour that.
+
+    Example:
+        >>> x = keras.Input((None, None, 3))
+        >>> check_same_size(keras.Model(x, keras.layers.Conv2D(2, 3, strides=2)(x), name="strided"))
+        Traceback (most recent call last):
+        ...
+        ValueError: export needs per-pixel logits of the input's size: model 'strided' maps a 37x50 image to output shape (18, 24, 2), so its mask would not match the image
     """
     shape = model.input_shape
     if isinstance(shape, list) or len(shape) != 4 or shape[-1] != 3:
@@ -136,27 +137,53 @@ def check_same_size(model: keras.Model) -> None:
         )
 
 
-def logits_function(model: keras.Model, preprocessing: str | None = None):
-    """A float32 function ``images (N, H, W, 3), RGB 0-255 -> logits (N, H, W, C)``.
+def logits_function(model: SegmentationModel, *, reference: bool = False,
+                    check: bool = True) -> tuple[Callable, SegmentationModel, str | None]:
+    """A float32 function ``images (N, H, W, 3), RGB 0-255 -> logits (N, H, W, C)``, and what it runs.
 
-    Validates ``model`` (:func:`check_same_size`), copies it to float32 if needed
-    and puts the preprocessing in front. Returns ``(fn, float_model, mode)`` where
-    ``mode`` is the added preprocessing (None when the model has its own).
+    Validates ``model`` (a :class:`~fcn_keras.models.SegmentationModel`, and
+    with ``check`` :func:`check_same_size`, which runs it once), copies it to float32 if needed and puts
+    ``model.input_preprocessing`` in front. ``reference=True`` runs the plain
+    layer-by-layer graph (:func:`fcn_keras.models.reference_graph`) instead of
+    the model's call. Returns ``(fn, float_model, mode)``, ``mode`` being the
+    preprocessing added (None when the model applies its own).
+
+    Example:
+        >>> x = keras.Input((None, None, 3))
+        >>> m = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none",
+        ...                       preprocessing="tf")
+        >>> fn, _, mode = logits_function(m)
+        >>> mode, tuple(fn(np.zeros((1, 4, 6, 3), "uint8")).shape)
+        ('tf', (1, 4, 6, 2))
     """
-    mode = infer_preprocessing(model, preprocessing)
+    model = require_segmentation_model(model)
+    mode = model.input_preprocessing
     float_model = float32_model(model)
-    check_same_size(float_model)
-    prep = Preprocessing(mode, name="export_preprocessing") if mode is not None else None
+    network = reference_graph(float_model) if reference else float_model
+    if check:
+        check_same_size(network)
 
     def logits(images):
         x = keras.ops.cast(images, "float32")
-        if prep is not None:
-            x = prep(x)
-        return keras.ops.cast(float_model(x, training=False), "float32")
+        if mode is not None:
+            x = preprocess(x, mode)
+        return keras.ops.cast(network(x, training=False), "float32")
 
     return logits, float_model, mode
 
 
-def num_classes(model: keras.Model) -> int:
-    """The number of classes (channels of the logits)."""
-    return int(model.output_shape[-1])
+def export_identity(model: SegmentationModel) -> dict:
+    """What every export writes next to the network: the model's identity (:meth:`SegmentationModel.identity`),
+    its name, and the preprocessing put into the exported graph.
+
+    Example:
+        >>> x = keras.Input((None, None, 3))
+        >>> m = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none",
+        ...                       class_names=["sky", "sea"], preprocessing="torch")
+        >>> info = export_identity(m)
+        >>> info["class_names"], info["preprocessing_added"], info["input"]
+        (['sky', 'sea'], 'torch', 'RGB, 0-255')
+    """
+    model = require_segmentation_model(model)
+    return {"model_name": model.name, **model.identity(), "preprocessing_added": model.input_preprocessing,
+            "input": "RGB, 0-255"}

@@ -1,13 +1,15 @@
 """Parity of an exported model against Keras on given images: logits error, mask agreement, mean IU.
 
-The reference is the Keras model run on each image alone (float32, the same
-preprocessing the export puts in its graph). Figures:
+The reference is the Keras model run on each image alone (float32, its call —
+the exact fast formulation —, ``model.input_preprocessing`` in front, as the
+exports have it). Figures:
 
 - ``max_relative_error``: ``max |candidate - keras| / max |keras|`` over each
   image's logits, worst image (float32 exports: should be <= 1e-4);
 - ``pixel_agreement``: fraction of pixels whose arg-max class agrees;
 - ``mean_iu_vs_keras``: mean IU of the candidate's masks taking Keras' masks as truth;
-- with ``labels``: Keras' and the candidate's mean IU against them and the change.
+- with ``labels``: Keras' and the candidate's mean IU against them (pixels
+  labelled ``model.ignore_label`` not counted) and the change.
 """
 
 from __future__ import annotations
@@ -18,37 +20,39 @@ from typing import Callable, Sequence
 import keras
 import numpy as np
 
-from fcn_keras.export.graph import logits_function
+from fcn_keras.export.graph import logits_function, require_segmentation_model
+from fcn_keras.metrics import confusion_matrix, scores_from_confusion
+from fcn_keras.models import SegmentationModel
 from fcn_keras.palette import IGNORE_LABEL
 
 FLOAT32_RELATIVE_TOLERANCE = 1e-4
 QUANTIZED_MIN_AGREEMENT = 0.98
 
 
-def confusion_matrix(truth: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:
-    """``(C, C)`` pixel counts, rows = truth; pixels labelled :data:`IGNORE_LABEL` (or out of range) are skipped."""
-    truth, prediction = np.asarray(truth).ravel(), np.asarray(prediction).ravel()
-    valid = (truth >= 0) & (truth < num_classes) & (truth != IGNORE_LABEL)
-    return np.bincount(num_classes * truth[valid].astype(np.int64) + prediction[valid], minlength=num_classes**2
-                       ).reshape(num_classes, num_classes)
-
-
 def mean_iu(confusion: np.ndarray) -> float:
-    """Mean intersection over union over the classes present in truth or prediction.
+    """Mean IU of a confusion matrix, as :func:`fcn_keras.metrics.scores_from_confusion` defines it.
+
+    Classes absent from both truth and prediction are left out; with no class
+    present at all (no labelled pixel) the mean IU is NaN, as in score.py.
 
     Example:
         >>> mean_iu(np.array([[2, 0], [1, 1]]))
         0.5833333333333333
+        >>> mean_iu(np.zeros((2, 2), np.int64))
+        nan
     """
-    intersection = np.diag(confusion).astype(np.float64)
-    union = confusion.sum(0) + confusion.sum(1) - intersection
-    present = union > 0
-    return float(np.mean(intersection[present] / union[present])) if present.any() else 1.0
+    return scores_from_confusion(confusion)["mean_iou"]
 
 
 @dataclass
 class ParityReport:
-    """Agreement of an exported model with Keras; ``passed`` applies the targets of its ``kind``."""
+    """Agreement of an exported model with Keras; ``passed`` applies the targets of its ``kind``.
+
+    Example:
+        >>> report = ParityReport("int8", images=2, max_relative_error=0.03, pixel_agreement=0.99, mean_iu_vs_keras=0.97)
+        >>> report.passed, report.as_dict()["passed"]
+        (True, True)
+    """
 
     kind: str
     images: int
@@ -72,6 +76,7 @@ class ParityReport:
         return self.pixel_agreement >= QUANTIZED_MIN_AGREEMENT
 
     def as_dict(self) -> dict:
+        """The figures, ``mean_iu_change`` and ``passed`` as plain values (for JSON)."""
         return {**asdict(self), "mean_iu_change": self.mean_iu_change, "passed": self.passed}
 
     def __str__(self) -> str:
@@ -87,8 +92,15 @@ def compare(
     reference_logits: Sequence[np.ndarray],
     export_logits: Sequence[np.ndarray],
     labels: Sequence[np.ndarray] | None = None,
+    ignore_label: int = IGNORE_LABEL,
 ) -> ParityReport:
-    """A :class:`ParityReport` from per-image logits ``(H, W, C)`` of Keras and of an export."""
+    """A :class:`ParityReport` from per-image logits ``(H, W, C)`` of Keras and of an export.
+
+    Example:
+        >>> logits = [np.array([[[1.0, 0.0], [0.0, 2.0]]], np.float32)]
+        >>> str(compare("float32", logits, logits))
+        'float32: 1 images, max relative logits error 0.00e+00, pixel agreement 100.00%, mean IU vs Keras 1.0000 [ok]'
+    """
     if len(reference_logits) != len(export_logits) or not reference_logits:
         raise ValueError(f"need the same non-zero number of reference and export logits, got "
                          f"{len(reference_logits)} and {len(export_logits)}")
@@ -106,8 +118,8 @@ def compare(
         per_image.append(float(np.mean(ref_mask == out_mask)))
         agreement += confusion_matrix(ref_mask, out_mask, c)
         if labels is not None:
-            vs_labels[0] += confusion_matrix(labels[i], ref_mask, c)
-            vs_labels[1] += confusion_matrix(labels[i], out_mask, c)
+            vs_labels[0] += confusion_matrix(labels[i], ref_mask, c, ignore_label)
+            vs_labels[1] += confusion_matrix(labels[i], out_mask, c, ignore_label)
     pixels = [r.shape[0] * r.shape[1] for r in reference_logits]
     return ParityReport(
         kind=kind,
@@ -121,46 +133,64 @@ def compare(
     )
 
 
-def keras_logits(model: keras.Model, images: Sequence[np.ndarray], preprocessing: str | None = None) -> list[np.ndarray]:
-    """The Keras reference: float32 logits ``(H, W, C)`` of each RGB 0-255 image run alone."""
-    logits_fn, _, _ = logits_function(model, preprocessing)
+def keras_logits(model: SegmentationModel, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The Keras reference: float32 logits ``(H, W, C)`` of each RGB 0-255 image run alone.
+
+    Example:
+        >>> x = keras.Input((None, None, 3))
+        >>> m = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none")
+        >>> [l.shape for l in keras_logits(m, [np.zeros((3, 4, 3), np.uint8)])]
+        [(3, 4, 2)]
+    """
+    logits_fn, _, _ = logits_function(model, check=False)  # compare() checks the shapes
     return [keras.ops.convert_to_numpy(logits_fn(np.asarray(image, np.float32)[None]))[0] for image in images]
 
 
 def parity(
     kind: str,
     run: Callable[[np.ndarray], np.ndarray],
-    model: keras.Model,
+    model: SegmentationModel,
     images: Sequence[np.ndarray],
     labels: Sequence[np.ndarray] | None = None,
-    preprocessing: str | None = None,
 ) -> ParityReport:
     """Compares ``run(image) -> logits (H, W, C)`` of an export with ``model`` on ``images``.
 
     Example:
-        >>> from fcn_keras.export.tflite import TFLiteModel
-        >>> runner = TFLiteModel("/tmp/fcn8s_int8.tflite")  # doctest: +SKIP
-        >>> print(parity("int8", runner.logits, model, images))  # doctest: +SKIP
-        int8: 6 images, max relative logits error 3.1e-02, pixel agreement 98.90%, ... [ok]
+        >>> x = keras.Input((None, None, 3))
+        >>> m = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none")
+        >>> same = lambda image: keras_logits(m, [image])[0]
+        >>> parity("float32", same, m, [np.zeros((3, 4, 3), np.uint8)]).passed
+        True
     """
+    model = require_segmentation_model(model)
     images = [np.asarray(image) for image in images]
-    reference = keras_logits(model, images, preprocessing)
-    return compare(kind, reference, [np.asarray(run(image), np.float32) for image in images], labels)
+    reference = keras_logits(model, images)
+    return compare(kind, reference, [np.asarray(run(image), np.float32) for image in images], labels,
+                   model.ignore_label)
 
 
 def tflite_parity(
     path: str,
-    model: keras.Model,
+    model: SegmentationModel,
     images: Sequence[np.ndarray],
     labels: Sequence[np.ndarray] | None = None,
-    preprocessing: str | None = None,
 ) -> ParityReport:
-    """:func:`parity` of a ``.tflite`` file run with LiteRT; the kind is read from its input type."""
+    """:func:`parity` of a ``.tflite`` file run with LiteRT; the kind is read from its input type.
+
+    Example:
+        >>> import tempfile
+        >>> from fcn_keras.export import export_tflite
+        >>> x = keras.Input((None, None, 3))
+        >>> m = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none")
+        >>> path = export_tflite(m, f"{tempfile.mkdtemp()}/linear.tflite", verbose=False)
+        >>> tflite_parity(path, m, [np.full((3, 4, 3), 9, np.uint8)]).kind
+        'float32'
+    """
     from fcn_keras.export.tflite import TFLiteModel
 
     runner = TFLiteModel(path)
     kind = "int8" if np.issubdtype(runner.input_dtype, np.integer) else _float_kind(path)
-    return parity(kind, runner.logits, model, images, labels, preprocessing)
+    return parity(kind, runner.logits, model, images, labels)
 
 
 def _float_kind(path: str) -> str:

@@ -4,7 +4,14 @@ Layout written by :func:`export_saved_model`::
 
     base_dir/<version>/saved_model.pb, variables/, assets/{class_names.txt, palette.txt, export.json}
 
-Signatures (all float32 computation, preprocessing inside the graph):
+Everything the assets say comes from the model (a
+:class:`~fcn_keras.models.SegmentationModel`): its class names, palette, ignore
+label, preprocessing, architecture, backbone and zoo card; ``export.json``
+also documents each signature in words, for this model's classes
+(:func:`read_export_info` reads it).
+
+Signatures (all float32 computation, ``model.input_preprocessing`` inside the
+graph, the model's own call — its exact fast formulation):
 
 - ``serving_default``: ``image_bytes`` string ``[N]`` (JPEG or PNG, any sizes) ->
   ``mask`` int32 ``[N, H_max, W_max]`` padded with :data:`MASK_PAD_VALUE`,
@@ -23,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -32,8 +38,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn_keras.export.graph import logits_function, num_classes as _num_classes
-from fcn_keras.palette import VOC_CLASSES, voc_palette
+from fcn_keras.files import atomic_directory
+from fcn_keras.export.graph import export_identity, logits_function, require_segmentation_model
+from fcn_keras.models import SegmentationModel
 
 MASK_PAD_VALUE = -1
 """Value of ``mask`` outside an image's own height x width in ``serving_default`` (never a class)."""
@@ -43,25 +50,42 @@ DEFAULT_MAX_IMAGE_SIZE = 2048
 
 SIGNATURES = ("serving_default", "predict_images")
 ASSET_FILES = ("class_names.txt", "palette.txt", "export.json")
-_TMP_PREFIX = ".tmp-export-"  # not all digits: TF Serving ignores it while it is written
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def default_class_names(num_classes: int) -> list[str]:
-    """VOC's names for 21 classes, ``class_0 ... class_{C-1}`` otherwise."""
-    return list(VOC_CLASSES) if num_classes == len(VOC_CLASSES) else [f"class_{i}" for i in range(num_classes)]
+def _check_names(names: Sequence[str]) -> list[str]:
+    names = list(names)
+    if any("\n" in c or "\r" in c for c in names):
+        raise ValueError(f"class names must be single-line strings for assets/class_names.txt, got {names!r}")
+    return names
 
 
-def _check_metadata(class_names, palette, n: int) -> tuple[list[str], np.ndarray]:
-    names = default_class_names(n) if class_names is None else [str(c) for c in class_names]
-    if len(names) != n:
-        raise ValueError(f"class_names has {len(names)} entries but the model has {n} classes")
-    if any(not c or "\n" in c for c in names):
-        raise ValueError(f"class_names must be non-empty single-line strings, got {names!r}")
-    colors = voc_palette(n) if palette is None else np.asarray(palette)
-    if colors.shape != (n, 3) or colors.min() < 0 or colors.max() > 255:
-        raise ValueError(f"palette must be {n} RGB triples with values 0-255, got shape {colors.shape}")
-    return names, colors.astype(np.uint8)
+def signature_docs(class_names: Sequence[str], max_image_size: int, scores: bool) -> dict[str, dict]:
+    """What each signature takes and returns, in words, for this model's classes (written to ``export.json``).
+
+    Example:
+        >>> signature_docs(["sky", "sea"], 2048, False)["predict_images"]["outputs"]["mask"]
+        'int32 [N, H, W]: the class of each pixel, an index into class_names (0 sky, 1 sea)'
+    """
+    n = len(class_names)
+    listed = ", ".join(f"{i} {c}" for i, c in enumerate(class_names[:30])) + (", ..." if n > 30 else "")
+    mask = f"the class of each pixel, an index into class_names ({listed})"
+    serving = {
+        "inputs": {"image_bytes": f"string [N]: JPEG or PNG files, any sizes up to {max_image_size} pixels a side"},
+        "outputs": {
+            "mask": f"int32 [N, H_max, W_max]: {mask}; {MASK_PAD_VALUE} outside the image's own height x width",
+            "height": "int32 [N]: each image's height", "width": "int32 [N]: each image's width",
+        },
+    }
+    if scores:
+        serving["outputs"]["scores"] = f"float32 [N, H_max, W_max, {n}]: softmax probabilities, 0 outside the image"
+    return {
+        "serving_default": serving,
+        "predict_images": {
+            "inputs": {"images": f"uint8 [N, H, W, 3]: RGB images of one size, up to {max_image_size} pixels a side"},
+            "outputs": {"logits": f"float32 [N, H, W, {n}]: per-class logits", "mask": f"int32 [N, H, W]: {mask}"},
+        },
+    }
 
 
 def _check_version(version) -> int:
@@ -117,7 +141,12 @@ def _assert_batch(size, name: str):
 
 
 def build_signatures(logits_fn, max_image_size: int = DEFAULT_MAX_IMAGE_SIZE, scores: bool = False) -> dict:
-    """The two serving ``tf.function``s around ``logits_fn`` (raw RGB -> float32 logits)."""
+    """The two serving ``tf.function``s around ``logits_fn`` (raw RGB -> float32 logits), by signature name.
+
+    Example:
+        >>> sorted(build_signatures(lambda images: tf.zeros(tf.concat([tf.shape(images)[:3], [2]], 0))))
+        ['predict_images', 'serving_default']
+    """
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve(image_bytes):
@@ -183,44 +212,48 @@ def _write_assets(directory: Path, names: list[str], colors: np.ndarray, info: d
 
 
 def export_saved_model(
-    model: keras.Model,
+    model: SegmentationModel,
     base_dir: str | os.PathLike,
     version: int | None = None,
     *,
     overwrite: bool = False,
-    class_names: Sequence[str] | None = None,
-    palette=None,
     max_image_size: int = DEFAULT_MAX_IMAGE_SIZE,
-    preprocessing: str | None = None,
     scores: bool = False,
     verbose: bool = True,
 ) -> str:
     """Exports ``model`` as ``base_dir/<version>/``, a SavedModel for TF Serving; returns that path.
 
     Args:
-        model: a Keras model mapping ``(N, H, W, 3)`` images to ``(N, H, W, C)``
-            logits (every fcn_keras model). Mixed-precision models export float32.
+        model: a :class:`~fcn_keras.models.SegmentationModel` (every fcn_keras model)
+            mapping ``(N, H, W, 3)`` images to ``(N, H, W, C)`` logits. Its class names,
+            palette, ignore label, preprocessing and card go into the assets; its
+            ``input_preprocessing``, if any, into the graph. The graph calls the model
+            (its exact fast formulation). Mixed-precision models export float32.
         base_dir: the model's base path as TF Serving sees it (created if needed).
         version: the version number; ``None`` takes the next after the highest present.
         overwrite: replace an existing ``version`` (refused otherwise).
-        class_names, palette: ``C`` names and ``(C, 3)`` RGB colours written to the
-            assets (default: VOC's for 21 classes, ``class_i`` names otherwise, VOC palette).
         max_image_size: largest height or width accepted; larger images are
             refused by the signatures with an InvalidArgument error saying so.
-        preprocessing: for models without a ``preprocessing`` layer and with an
-            unknown backbone, the mode (``"fcn"``, ``"caffe"``, ``"tf"``, ``"torch"``).
         scores: also return per-class softmax ``scores`` from ``serving_default``.
         verbose: show a progress bar.
 
-    The version appears atomically: everything is written to a hidden
-    ``.tmp-export-*`` directory in ``base_dir`` (not a number, so TF Serving
-    ignores it) and renamed to ``<version>`` when complete.
+    The version appears atomically (:func:`fcn_keras.files.atomic_directory`):
+    everything is written to a hidden ``.<version>.*.tmp`` directory in
+    ``base_dir`` (not a number, so TF Serving ignores it) and renamed to
+    ``<version>`` when complete, with the modes of a plain write (0755
+    directories, 0644 files under umask 022) so a server running as another
+    user can read it.
 
     Example:
-        >>> import fcn_keras
-        >>> model = fcn_keras.fcn8s(num_classes=5, backbone="mobilenet_v2")
-        >>> export_saved_model(model, "/tmp/models/segmenter", verbose=False)  # doctest: +SKIP
-        '/tmp/models/segmenter/1'
+        >>> import keras, tempfile
+        >>> from fcn_keras.models import SegmentationModel
+        >>> x = keras.Input((None, None, 3))
+        >>> model = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none",
+        ...                           class_names=["sky", "sea"], preprocessing="tf")
+        >>> base = tempfile.mkdtemp()
+        >>> path = export_saved_model(model, base, verbose=False)
+        >>> path == f"{base}/1", read_export_info(path)["class_names"]
+        (True, ['sky', 'sea'])
     """
     if isinstance(max_image_size, bool) or not isinstance(max_image_size, int) or max_image_size < 1:
         raise ValueError(f"max_image_size must be a positive integer, got {max_image_size!r}")
@@ -234,65 +267,51 @@ def export_saved_model(
     if target.exists() and not overwrite:
         raise FileExistsError(f"version {version} already exists at {str(target)!r}; pass overwrite=True to replace it")
 
+    model = require_segmentation_model(model)
+    names = _check_names(model.class_names)
     progress = keras.utils.Progbar(3, verbose=1 if verbose else 0, unit_name="step")
-    logits_fn, float_model, mode = logits_function(model, preprocessing)
-    n = _num_classes(float_model)
-    names, colors = _check_metadata(class_names, palette, n)
+    logits_fn, _, _ = logits_function(model)
     functions = build_signatures(logits_fn, max_image_size, scores)
     concrete = {name: fn.get_concrete_function() for name, fn in functions.items()}
     progress.update(1)
 
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=base))
-    try:
-        info = {
-            "format": "fcn_keras SavedModel", "model_name": model.name, "num_classes": n,
-            "class_names": names, "palette": colors.tolist(), "preprocessing_added": mode,
-            "input": "RGB, 0-255", "mask_pad_value": MASK_PAD_VALUE, "max_image_size": max_image_size,
-            "scores": scores, "signatures": list(SIGNATURES), "tensorflow_version": tf.__version__,
-            "keras_version": keras.__version__,
-        }
-        asset_dir = Path(tempfile.mkdtemp(prefix="fcn-keras-assets-"))  # copied into the SavedModel
-        try:
-            root = tf.Module()
-            for name, fn in functions.items():
-                setattr(root, name, fn)
-            # Only the variables the functions read are saved: the SavedModel
-            # holds no Keras objects, so it loads without keras.
-            variables = {id(v): v for cf in concrete.values() for v in cf.variables}
-            root.model_variables = list(variables.values())
-            root.assets = [tf.saved_model.Asset(str(p)) for p in _write_assets(asset_dir, names, colors, info)]
-            tf.saved_model.save(root, str(tmp), signatures=concrete)
-        finally:
-            shutil.rmtree(asset_dir, ignore_errors=True)
+    info = {
+        "format": "fcn_keras SavedModel", **export_identity(model), "mask_pad_value": MASK_PAD_VALUE,
+        "max_image_size": max_image_size, "scores": scores, "signatures": signature_docs(names, max_image_size, scores),
+        "tensorflow_version": tf.__version__, "keras_version": keras.__version__,
+    }
+    root = tf.Module()
+    for name, fn in functions.items():
+        setattr(root, name, fn)
+    # Only the variables the functions read are saved: the SavedModel
+    # holds no Keras objects, so it loads without keras.
+    variables = {id(v): v for cf in concrete.values() for v in cf.variables}
+    root.model_variables = list(variables.values())
+    # The version appears whole or not at all, with plain modes (0755/0644 under umask 022): TF Serving
+    # may run as another user. The temporary directory's name is not a number, so Serving ignores it.
+    with atomic_directory(target, replace=overwrite) as tmp, tempfile.TemporaryDirectory() as sources:
+        root.assets = [tf.saved_model.Asset(str(p)) for p in _write_assets(Path(sources), names, model.palette, info)]
+        tf.saved_model.save(root, str(tmp), signatures=concrete)  # copies the assets into tmp/assets
         progress.update(2)
-        _publish(tmp, target, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     progress.update(3)
     return str(target)
 
 
-def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
-    """Renames the finished ``tmp`` to ``target``; an old version is moved aside first."""
-    old = None
-    if target.exists():
-        if not overwrite:
-            raise FileExistsError(f"version directory {str(target)!r} appeared during the export; not replacing it")
-        old = target.with_name(f"{_TMP_PREFIX}old-{target.name}-{os.getpid()}")
-        os.rename(target, old)
-    os.rename(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def read_export_info(export_dir: str | os.PathLike) -> dict:
-    """The metadata of an exported version (class names, palette, limits), without TensorFlow.
+    """The metadata of an exported version (the model's identity, limits, signatures), without TensorFlow.
+
+    Keys: ``class_names``, ``palette``, ``ignore_label``, ``preprocessing``,
+    ``include_preprocessing``, ``preprocessing_added`` (what the graph applies to
+    its RGB 0-255 input), ``architecture``, ``backbone``, ``card`` (zoo
+    provenance or None), ``num_classes``, ``model_name``, ``signatures`` (each
+    one's inputs and outputs in words), ``mask_pad_value``, ``max_image_size``,
+    ``scores``, ``tensorflow_version``, ``keras_version``.
 
     Example:
-        >>> read_export_info("/tmp/models/segmenter/1")["class_names"]  # doctest: +SKIP
-        ['background', ...]
+        >>> read_export_info("/nonexistent/1")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: '/nonexistent/1' is not an fcn_keras SavedModel export (no /nonexistent/1/assets/export.json)
     """
     path = Path(export_dir) / "assets" / "export.json"
     if not path.is_file():

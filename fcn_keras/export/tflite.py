@@ -3,8 +3,15 @@
 The file takes one RGB image with values 0-255 — float32, or uint8 for
 ``quantization="int8"`` — of any size (``input_size=None``) or of a fixed size
 (mobile GPU delegates need static shapes), and returns float32 logits
-``(1, H, W, C)``. Preprocessing is inside; the computation is converted from a
-float32 copy of the model. Files are run with the LiteRT interpreter
+``(1, H, W, C)``. ``model.input_preprocessing`` is inside; the computation is
+converted from the model's plain layer-by-layer graph
+(:func:`fcn_keras.models.reference_graph`, a float32 copy for mixed-precision
+models), not its fast formulation: TFLite runtimes (XNNPACK, GPU delegates, int8
+kernels) bring their own fast convolutions, and int8 quantizes the plain
+convolutions' values well. Next to ``model.tflite`` the sidecar
+``model.tflite.json`` holds the model's identity (class names, palette, ignore
+label, preprocessing, card) and the file's input and output
+(:func:`fcn_keras.export.read_sidecar`). Files are run with the LiteRT interpreter
 (``ai-edge-litert``), not the deprecated ``tf.lite.Interpreter``.
 """
 
@@ -18,12 +25,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn_keras.files import atomic_path
-from fcn_keras.export.graph import logits_function
-from fcn_keras.models.fast_convolutions import WinogradConv2D, plain_layers
+from fcn_keras.data.decode import read_image
+from fcn_keras.export.graph import logits_function, require_segmentation_model
+from fcn_keras.export.sidecar import read_sidecar, sidecar_path, write_sidecar
+from fcn_keras.files import atomic_path, find_images
+from fcn_keras.models import SegmentationModel
 
 QUANTIZATIONS = (None, "float16", "int8")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+load_image = read_image  # the old name, still used by bench/bench_export.py: use fcn_keras.data.read_image
 
 
 def _schema():
@@ -38,9 +47,16 @@ def tflite_ops(model_content: bytes) -> list[str]:
     """The operator names a TFLite flatbuffer uses (builtin names, or custom codes such as ``FlexConv2D``).
 
     Example:
-        >>> tflite_ops(Path("model.tflite").read_bytes())  # doctest: +SKIP
-        ['ADD', 'CONV_2D', 'DEPTHWISE_CONV_2D', ...]
+        >>> import keras, tempfile
+        >>> from fcn_keras.models import SegmentationModel
+        >>> x = keras.Input((None, None, 3))
+        >>> model = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none",
+        ...                           class_names=["sky", "sea"], preprocessing="tf")
+        >>> tflite_ops(convert_tflite(model))  # the "tf" preprocessing is folded into the convolution
+        ['CONV_2D']
     """
+    if len(model_content) < 8 or bytes(model_content[4:8]) != b"TFL3":  # the flatbuffer's file identifier
+        raise ValueError(f"not a TFLite flatbuffer: {len(model_content)} bytes")
     schema = _schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     model = schema.Model.GetRootAs(model_content, 0)
@@ -56,7 +72,14 @@ def tflite_ops(model_content: bytes) -> list[str]:
 
 
 def check_builtin_ops(model_content: bytes, name: str = "model") -> list[str]:
-    """Returns the op list; raises if any op is a Flex (SELECT_TF) or other custom op."""
+    """Returns the op list; raises if any op is a Flex (SELECT_TF) or other custom op.
+
+    Example:
+        >>> check_builtin_ops(b"")
+        Traceback (most recent call last):
+        ...
+        ValueError: not a TFLite flatbuffer: 0 bytes
+    """
     ops = tflite_ops(model_content)
     custom = [op for op in ops if op.startswith("Flex") or op not in vars(_schema().BuiltinOperator)]
     if custom:
@@ -77,38 +100,21 @@ def _image_array(item) -> np.ndarray:
     return np.asarray(item, dtype=np.float32)
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as a uint8 RGB array ``(H, W, 3)``."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except OSError as exc:
-        raise ValueError(f"cannot read image file {str(path)!r}: {exc}") from exc
-
-
-def image_files(directory: str | os.PathLike) -> list[Path]:
-    """The JPEG/PNG files of ``directory``, sorted; an error when there are none."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ValueError(f"{str(directory)!r} is not a directory of images")
-    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"directory {str(directory)!r} has no {'/'.join(IMAGE_SUFFIXES)} images")
-    return files
-
-
 def calibration_images(representative_data, input_size=None, limit: int = 100) -> Iterator[np.ndarray]:
     """Float32 RGB 0-255 images ``(1, H, W, 3)`` from ``representative_data``, at most ``limit``.
 
-    ``representative_data`` is a directory of JPEG/PNG files, or an iterable
+    ``representative_data`` is a directory of images or a glob pattern
+    (:func:`fcn_keras.files.find_images`), or an iterable
     (a list, a generator, a ``tf.data.Dataset`` from ``fcn_keras.data``) of
     images ``(H, W, 3)`` or batches ``(N, H, W, 3)``, bare or as ``(image, label)``
     pairs or ``{"image": ...}`` dicts. Images are resized to ``input_size`` when given.
+
+    Example:
+        >>> [a.shape for a in calibration_images([np.zeros((4, 6, 3)), (np.zeros((2, 8, 8, 3)), None)], (2, 3))]
+        [(1, 2, 3, 3), (1, 2, 3, 3), (1, 2, 3, 3)]
     """
     if isinstance(representative_data, (str, os.PathLike)):
-        source = (load_image(p) for p in image_files(representative_data))
+        source = (read_image(p) for p in find_images([representative_data]))
     else:
         source = iter(representative_data)
     count = 0
@@ -149,27 +155,30 @@ def _check_input_size(input_size):
 
 
 def convert_tflite(
-    model: keras.Model,
+    model: SegmentationModel,
     quantization: str | None = None,
     input_size: tuple[int, int] | None = None,
     representative_data=None,
     *,
-    preprocessing: str | None = None,
     calibration_limit: int = 100,
     verbose: bool = False,
 ) -> bytes:
-    """The TFLite flatbuffer of ``model`` (see :func:`export_tflite`), checked for builtin ops only."""
+    """The TFLite flatbuffer of ``model`` (see :func:`export_tflite`), checked for builtin ops only.
+
+    Example:
+        >>> convert_tflite(None, quantization="int4")
+        Traceback (most recent call last):
+        ...
+        ValueError: quantization must be one of (None, 'float16', 'int8'), got 'int4'
+    """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
     if quantization == "int8" and representative_data is None:
         raise ValueError("quantization='int8' needs representative_data (images to calibrate activation ranges)")
     input_size = _check_input_size(input_size)
+    model = require_segmentation_model(model)
     progress = keras.utils.Progbar(3, verbose=1 if verbose else 0, unit_name="step")
-    if any(isinstance(layer, WinogradConv2D) for layer in model.layers):
-        # TFLite runtimes (XNNPACK, GPU delegates, int8 kernels) bring their own fast
-        # convolutions; Winograd's transformed values would also quantize poorly to int8.
-        model = plain_layers(model, kinds=(WinogradConv2D,))
-    logits_fn, _, _ = logits_function(model, preprocessing)
+    logits_fn, _, _ = logits_function(model, reference=True)
     shape = [1, *(input_size or (None, None)), 3]
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name="image")])
@@ -199,40 +208,52 @@ def convert_tflite(
 
 
 def export_tflite(
-    model: keras.Model,
+    model: SegmentationModel,
     path: str | os.PathLike,
     quantization: str | None = None,
     input_size: tuple[int, int] | None = None,
     representative_data=None,
     *,
-    preprocessing: str | None = None,
     calibration_limit: int = 100,
     verbose: bool = True,
 ) -> str:
-    """Writes ``model`` as a TFLite file at ``path`` (atomically) and returns the path.
+    """Writes ``model`` as a TFLite file at ``path`` and its identity at ``path + ".json"``; returns the path.
+
+    Both are written atomically with plain modes (0644 under umask 022).
 
     Args:
-        model: an fcn_keras model (any model mapping images to same-size logits).
+        model: a :class:`~fcn_keras.models.SegmentationModel` mapping images to same-size logits;
+            its class names, palette, ignore label, preprocessing and card go into the sidecar.
         path: the ``.tflite`` file to write.
         quantization: ``None`` (float32), ``"float16"`` (float16 weights) or
             ``"int8"`` (full integer, uint8 input; needs ``representative_data``).
         input_size: ``(height, width)`` for a fixed-size model (mobile GPU
             delegates); ``None`` accepts any size (resize the interpreter input).
         representative_data: calibration images for int8 — see :func:`calibration_images`.
-        preprocessing: mode for models whose preprocessing cannot be inferred.
         calibration_limit: at most this many calibration images are used.
         verbose: show a progress bar.
 
     The file uses builtin ops only (checked; a Flex op raises ``ValueError``).
 
     Example:
-        >>> import fcn_keras
-        >>> model = fcn_keras.fcn8s(num_classes=5, backbone="mobilenet_v2")
-        >>> export_tflite(model, "/tmp/fcn8s.tflite")  # doctest: +SKIP
-        '/tmp/fcn8s.tflite'
+        >>> import keras, tempfile
+        >>> from fcn_keras.models import SegmentationModel
+        >>> x = keras.Input((None, None, 3))
+        >>> model = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none",
+        ...                           class_names=["sky", "sea"], preprocessing="tf")
+        >>> path = export_tflite(model, f"{tempfile.mkdtemp()}/linear.tflite", verbose=False)
+        >>> TFLiteModel(path).mask(np.zeros((3, 5, 3), np.uint8)).shape, TFLiteModel(path).info["class_names"]
+        ((3, 5), ['sky', 'sea'])
     """
     content = convert_tflite(model, quantization, input_size, representative_data,
-                             preprocessing=preprocessing, calibration_limit=calibration_limit, verbose=verbose)
+                             calibration_limit=calibration_limit, verbose=verbose)
+    size = "any height x width" if input_size is None else f"{input_size[0]}x{input_size[1]}"
+    # The sidecar first: a reader that finds the model finds its class names too.
+    write_sidecar(model, path, "fcn_keras TFLite", quantization=quantization or "float32", tensorflow_version=tf.__version__,
+                  input=f"{'uint8' if quantization == 'int8' else 'float32'} [1, H, W, 3]: one RGB image, "
+                        f"values 0-255, {size}",
+                  output=f"float32 [1, H, W, {model.num_classes}]: per-class logits; the arg-max is an index "
+                         f"into class_names")
     with atomic_path(path) as tmp:
         tmp.write_bytes(content)
     return str(path)
@@ -241,9 +262,15 @@ def export_tflite(
 class TFLiteModel:
     """Runs an exported FCN ``.tflite`` file with the LiteRT interpreter, one image at a time.
 
+    ``info`` is the file's sidecar (:func:`fcn_keras.export.read_sidecar`: class names,
+    palette, ...), or None for a file without one.
+
     Example:
-        >>> runner = TFLiteModel("/tmp/fcn8s.tflite")  # doctest: +SKIP
-        >>> runner.logits(image).shape  # doctest: +SKIP
+        >>> TFLiteModel("/nonexistent/fcn8s.tflite")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: TFLite file /nonexistent/fcn8s.tflite does not exist
+        >>> TFLiteModel("fcn8s.tflite").logits(image).shape  # doctest: +SKIP
         (375, 500, 5)
     """
 
@@ -253,6 +280,9 @@ class TFLiteModel:
         except ImportError as exc:
             raise ImportError("running TFLite files needs the LiteRT interpreter: pip install ai-edge-litert") from exc
         self.path = str(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"TFLite file {self.path} does not exist")
+        self.info = read_sidecar(path) if sidecar_path(path).is_file() else None
         self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
         self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]

@@ -107,7 +107,7 @@ def vgg16_trunk(x) -> dict[int, object]:
     Example:
         >>> features = vgg16_trunk(keras.Input((64, 80, 3)))
         >>> [tuple(features[s].shape[1:3]) for s in (8, 16, 32)]
-        [(33, 35), (17, 18), (3, 4)]
+        [(33, 35), (17, 18), (3, 3)]
     """
     x = layers.ZeroPadding2D(REFERENCE_PAD, name="pad1")(x)
     features = {}

@@ -267,4 +267,4 @@ class SegmentationModel(keras.Model):
                                            "preprocessing", "include_preprocessing", "card") if k in config}
         functional = keras.Model.from_config({k: v for k, v in config.items() if k not in identity},
                                              custom_objects=custom_objects)
-        return cls(functional.inputs, functional.outputs, name=functional.name, **identity)
+        return cls(functional.input, functional.output, name=functional.name, **identity)

@@ -5,9 +5,19 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
+import fcn_keras.data
 
+
+# fcn_keras.data.dataset_source (the one dataset detection) is written by the data helper; until it
+# lands these tests must fail, and once it does they run as usual.
+needs_dataset_source = pytest.mark.xfail(not hasattr(fcn_keras.data, "dataset_source"), strict=True,
+                                         reason="fcn_keras.data.dataset_source is not on this branch yet")
+
+
+@needs_dataset_source
 def test_data_synthetic_check_and_prepare(tmp_path, fcn_keras_cmd):
     root = tmp_path / "toy"
     status, out, err = fcn_keras_cmd("data", "synthetic", root, "--num-images", "4", "--classes", "5",
@@ -36,10 +46,11 @@ def test_data_check_lists_every_bad_file(tmp_path, fcn_keras_cmd):
     assert err.strip().endswith(f"problem(s) in {root}")
 
 
+@needs_dataset_source
 def test_data_prepare_refuses_a_non_dataset(tmp_path, fcn_keras_cmd):
     (tmp_path / "junk").mkdir()
     status, _, err = fcn_keras_cmd("data", "prepare", tmp_path / "junk", tmp_path / "out")
-    assert status == 1 and err.startswith(f"fcn-keras: error: {tmp_path / 'junk'} is not a dataset")
+    assert status == 1 and err.startswith(f"fcn-keras: error: {tmp_path / 'junk'}: is not a dataset")  # a DataError
 
 
 def test_zoo_list_info_and_errors(fcn_keras_cmd):

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from fcn_keras import demo
+from fcn_keras.files import prepare_output_dir
 from fcn_keras.palette import voc_palette
 
 
@@ -72,7 +73,7 @@ def test_overwrite_replaces_only_the_demo_artefacts(tmp_path):
     (out / "sample").mkdir(parents=True)
     (out / "metrics.json").write_text("{}")
     (out / "notes.txt").write_text("mine")
-    demo.prepare_output_dir(out, overwrite=True, remove=demo.ARTEFACTS.values())
+    prepare_output_dir(out, overwrite=True, remove=list(demo.ARTEFACTS.values()))
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 

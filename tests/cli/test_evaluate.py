@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from PIL import Image
 
+import fcn_keras.data
 
+
+# fcn_keras.data.dataset_source (the one dataset detection) is written by the data helper; until it
+# lands these tests must fail, and once it does they run as usual.
+needs_dataset_source = pytest.mark.xfail(not hasattr(fcn_keras.data, "dataset_source"), strict=True,
+                                         reason="fcn_keras.data.dataset_source is not on this branch yet")
+
+
+@needs_dataset_source
 def test_evaluate_writes_scores_and_pictures(demo_run, tmp_path, fcn_keras_cmd):
     demo_out, _, _ = demo_run
     out = tmp_path / "eval"
@@ -23,6 +33,7 @@ def test_evaluate_writes_scores_and_pictures(demo_run, tmp_path, fcn_keras_cmd):
         assert Image.open(out / name).format == "PNG"
 
 
+@needs_dataset_source
 def test_evaluate_refuses_a_class_count_mismatch(demo_run, tmp_path, fcn_keras_cmd):
     demo_out, _, _ = demo_run
     status, _, err = fcn_keras_cmd("evaluate", demo_out / "model.keras", demo_out / "data", "--split", "val")
@@ -31,7 +42,7 @@ def test_evaluate_refuses_a_class_count_mismatch(demo_run, tmp_path, fcn_keras_c
     status, _, err = fcn_keras_cmd("evaluate", demo_out / "saved_model", demo_out / "data")
     assert status == 1 and "is a SavedModel; this command needs a Keras model" in err
     status, _, err = fcn_keras_cmd("evaluate", demo_out / "model.keras", tmp_path / "none")
-    assert status == 1 and err == f"fcn-keras: error: dataset {tmp_path / 'none'} does not exist\n"
+    assert status == 1 and err == f"fcn-keras: error: {tmp_path / 'none'}: does not exist\n"  # a DataError
 
 
 def test_zoo_evaluate_errors(demo_run, tmp_path, monkeypatch, fcn_keras_cmd):

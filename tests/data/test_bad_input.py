@@ -169,4 +169,4 @@ def test_check_prepared_and_folder(voc, tmp_path):
                                    "JPEGImages/nope.jpg SegmentationClass/synth_000000.png\n")
     problems = check_dataset(voc / "pairs.txt", num_classes=21)
     assert [p.problem for p in problems] == ["image file is missing"] and problems[0].path.endswith("nope.jpg")
-    assert [p.problem for p in check_dataset(tmp_path / "nowhere")][0].startswith("is not a dataset")
+    assert [p.problem for p in check_dataset(tmp_path / "nowhere")][0] == "does not exist"

@@ -84,6 +84,7 @@ def test_interrupted_run_leaves_nothing_readable(synthetic_voc, tmp_path, monkey
     with pytest.raises(DataError, match="manifest.json: missing"):
         load_prepared(out)
     monkeypatch.setattr(prepared_module, "_record", real_record)
+    (out / ".shard-00001-of-00002.tfrecord.k1ll3d.tmp.tfrecord").write_bytes(b"half")  # a SIGKILLed run's
     prepare(voc_source(synthetic_voc, "trainval"), out, num_shards=2, verbose=0)
     assert not list(out.glob(".*tmp*"))
     assert len(list(load_prepared(out))) == 8

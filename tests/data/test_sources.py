@@ -9,10 +9,14 @@ from scipy.io import savemat
 
 from fcn_keras.data import (
     DataError,
+    dataset_kind,
+    dataset_source,
+    dataset_splits,
     load_folder,
     load_metadata,
     load_sbd,
     load_voc,
+    prepare,
     splits,
     train_aug_source,
 )
@@ -126,3 +130,34 @@ def test_folder_palette_labels_and_metadata_errors(tmp_path):
     (tmp_path / "one.txt").write_text("img/x.png\n")
     with pytest.raises(DataError, match="one.txt.*line 1"):
         load_folder(tmp_path / "one.txt", num_classes=3)
+
+
+def test_one_detection_of_every_layout(tmp_path, synthetic_voc):
+    """dataset_kind / dataset_source: VOC root, SBD root (both depths), split file, prepared directory."""
+    sbd = tmp_path / "benchmark_RELEASE"
+    _write_sbd(sbd / "dataset", ["a", "b"])
+    (sbd / "dataset" / "train.txt").write_text("a\nb\n")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(f"{synthetic_voc}/JPEGImages/synth_000000.jpg {synthetic_voc}/SegmentationClass/synth_000000.png\n")
+    prepared = prepare(dataset_source(synthetic_voc, "val"), tmp_path / "prepared", verbose=0)
+    assert [dataset_kind(p) for p in (synthetic_voc, sbd, sbd / "dataset", pairs, prepared)] == [
+        "voc", "sbd", "sbd", "folder", "prepared"]
+    assert dataset_splits(synthetic_voc) == ("train", "trainval", "val") and dataset_splits(pairs) == ()
+    assert dataset_source(synthetic_voc).name.endswith("train.txt") and len(dataset_source(synthetic_voc, "val")) == 2
+    assert dataset_source(sbd).ids == ("a", "b") and dataset_source(sbd, "train").num_classes == 21
+    folder = dataset_source(pairs, "val", num_classes=21)  # a split file is its own split
+    assert folder.ids and folder.num_classes == 21
+    (tmp_path / "junk").mkdir()
+    for path, problem in [(tmp_path / "junk", "is not a dataset: expected a VOC root"),
+                          (tmp_path / "nowhere", "does not exist"),
+                          (prepared, "is a prepared dataset"),
+                          (synthetic_voc / "ImageSets", "is not a dataset")]:
+        with pytest.raises(DataError, match=problem) as caught:
+            dataset_source(path)
+        assert caught.value.path == str(path)
+    with pytest.raises(DataError, match="sbd_missing.txt: split file is missing"):
+        dataset_source(sbd, str(tmp_path / "sbd_missing.txt"))
+    with pytest.raises(DataError, match="21 classes, not num_classes=5"):
+        dataset_source(sbd, num_classes=5)
+    with pytest.raises(DataError, match="val.txt: split file is missing"):
+        dataset_source(sbd, "val")

@@ -7,7 +7,7 @@ import pytest
 for _module in ("onnx", "onnxruntime", "tf2onnx"):
     pytest.importorskip(_module, reason="the optional ONNX extra is not installed (pip install 'fcn_keras[onnx]')")
 
-from fcn_keras.export import export_model  # noqa: E402
+from fcn_keras.export import export_model, read_sidecar  # noqa: E402
 from fcn_keras.export.onnx import ONNXModel  # noqa: E402
 
 
@@ -19,5 +19,6 @@ def test_onnx_matches_keras_on_any_size(tmp_path, tiny_model, images, image_file
     assert report["kind"] == "onnx" and report["images"] == 3
     assert report["max_relative_error"] <= 1e-4 and report["pixel_agreement"] == 1.0 and report["passed"]
     assert ONNXModel(result["path"]).logits(images[1]).shape == (*images[1].shape[:2], 3)
+    assert read_sidecar(result["path"])["class_names"] == list(tiny_model.class_names)
     with pytest.raises(FileExistsError, match="already exists"):
         export_model(tiny_model, tmp_path / "tiny.onnx", "onnx", verbose=False)

@@ -15,10 +15,12 @@ import pytest
 import tensorflow as tf
 
 from fcn_keras.export import MASK_PAD_VALUE, export_model, export_saved_model, read_export_info
-from fcn_keras.export.graph import infer_preprocessing
 from fcn_keras.export.parity import keras_logits
+from fcn_keras.models import SegmentationModel, reference_graph
 from fcn_keras.palette import voc_palette
-from tests.export.conftest import encode, synthetic_image
+from fcn_keras.preprocessing import preprocess
+from tests.export.conftest import (assert_other_user_can_read, encode, mode, synthetic_image, tiny_segmenter,
+                                   tree_modes)
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON_ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -38,8 +40,8 @@ def test_versions_are_numbered_and_existing_ones_refused(tmp_path, tiny_model, i
     assert export_saved_model(tiny_model, base, verbose=False) == str(base / "8")
     with pytest.raises(FileExistsError, match="version 7 already exists.*overwrite=True"):
         export_saved_model(tiny_model, base, version=7, verbose=False)
-    export_saved_model(tiny_model, base, version=7, overwrite=True, class_names=["a", "b", "c"], verbose=False)
-    assert read_export_info(base / "7")["class_names"] == ["a", "b", "c"]
+    export_saved_model(tiny_segmenter(class_names=["a", "b", "c"]), base, version=7, overwrite=True, verbose=False)
+    assert read_export_info(base / "7")["class_names"] == ["a", "b", "c"]  # replaced: the new model's names
     assert sorted(os.listdir(base)) == ["1", "7", "8"]  # no temporary directory left behind
     with pytest.raises(ValueError, match="positive integer"):
         export_saved_model(tiny_model, base, version=0, verbose=False)
@@ -48,7 +50,7 @@ def test_versions_are_numbered_and_existing_ones_refused(tmp_path, tiny_model, i
 KILLED_EXPORT_SCRIPT = """
 import sys, time
 import tensorflow as tf
-from bench.bench_export import tiny_fcn
+from tests.export.conftest import tiny_segmenter
 from fcn_keras.export import export_saved_model
 real_save = tf.saved_model.save
 def save_then_hang(*args, **kwargs):
@@ -56,7 +58,7 @@ def save_then_hang(*args, **kwargs):
     print("SAVED", flush=True)
     time.sleep(600)
 tf.saved_model.save = save_then_hang
-export_saved_model(tiny_fcn(), sys.argv[1], verbose=False)
+export_saved_model(tiny_segmenter(), sys.argv[1], verbose=False)
 """
 
 
@@ -66,45 +68,72 @@ def test_killed_export_leaves_no_version(processes):
     assert results["killed"].stdout.strip() == "SAVED", results["killed"].stderr[-3000:]
     assert results["killed"].returncode == -signal.SIGKILL
     leftovers = os.listdir(work / "killed")
-    assert not [n for n in leftovers if n.isdigit()]
-    assert len(leftovers) == 1 and leftovers[0].startswith(".tmp-export-")
+    assert not [n for n in leftovers if n.isdigit()]  # TF Serving loads all-digit names only
+    assert len(leftovers) == 1 and leftovers[0].startswith(".1.") and leftovers[0].endswith(".tmp")
     assert (work / "killed" / leftovers[0] / "saved_model.pb").is_file()  # killed after writing, before publishing
+
+
+def test_version_is_readable_by_another_user(model_dir):
+    """0755 directories and 0644 files under umask 022 (not tempfile's 0700/0600): TF Serving, running
+    as another user, can read the whole version (and does, as user nobody, when the tests run as root)."""
+    assert mode(model_dir) == 0o755
+    for version in ("1", "2"):
+        modes = tree_modes(model_dir / version)
+        assert {"saved_model.pb", "variables", "assets/export.json", "assets/class_names.txt"} <= set(modes)
+        assert_other_user_can_read(model_dir / version)
 
 
 def test_model_that_changes_size_is_refused(tmp_path):
     inputs = keras.Input((None, None, 3))
-    outputs = keras.layers.Conv2D(4, 3, strides=2, padding="same")(keras.layers.Rescaling(1.0)(inputs))
+    outputs = keras.layers.Conv2D(4, 3, strides=2, padding="same")(inputs)
+    model = SegmentationModel(inputs, outputs, architecture="strided", backbone="none", preprocessing="tf")
     with pytest.raises(ValueError, match="per-pixel logits of the input's size.*37x50"):
-        export_saved_model(keras.Model(inputs, outputs), tmp_path / "m", preprocessing="tf", verbose=False)
+        export_saved_model(model, tmp_path / "m", verbose=False)
     assert not (tmp_path / "m").exists()
 
 
-def test_preprocessing_comes_from_the_model_or_its_backbone(light_model, tiny_model):
-    def named(*names):
-        inputs = keras.Input((None, None, 3))
-        x = inputs
-        for name in names:
-            x = keras.layers.Conv2D(2, 1, name=name)(x)
-        return keras.Model(inputs, x)
-
-    assert infer_preprocessing(light_model) == "tf"  # mobilenet_v2 encoder
-    assert infer_preprocessing(tiny_model) is None  # has its own preprocessing layer
-    assert infer_preprocessing(named("conv1_1", "score_fr")) == "fcn"  # the reference VGG16 trunk
-    assert infer_preprocessing(named("resnet50")) == "caffe"
-    assert infer_preprocessing(named("a"), "torch") == "torch"
-    with pytest.raises(ValueError, match="cannot tell which preprocessing.*pass preprocessing="):
-        infer_preprocessing(named("a"))
-    with pytest.raises(ValueError, match="conflicts with model"):
-        infer_preprocessing(tiny_model, "fcn")
+def test_a_plain_keras_model_is_refused_with_how_to_wrap_it(tmp_path):
+    inputs = keras.Input((None, None, 3))
+    plain = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="conv1_1")(inputs))  # no guessing from names
+    with pytest.raises(TypeError, match=r"SegmentationModel.*SegmentationModel\(model.inputs, model.outputs"):
+        export_saved_model(plain, tmp_path / "m", verbose=False)
+    assert not (tmp_path / "m").exists()
 
 
-def test_serving_default_runs_each_image_alone(loaded, light_model, images):
+class _CallIsNotTheGraph(SegmentationModel):
+    """A stand-in for an FCN's fast formulation: call() gives twice what the layer graph gives."""
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(inputs, training=training, mask=mask) * 2.0
+
+
+def test_identity_and_preprocessing_come_from_the_model(tmp_path, images):
+    """What the model says — names, palette, ignore label, mode, card — is what the export says and does;
+    the graph calls the model (its fast formulation), with model.input_preprocessing in front."""
+    inputs = keras.Input((None, None, 3))
+    outputs = keras.layers.Conv2D(2, 1, kernel_initializer="glorot_uniform", bias_initializer="ones")(inputs)
+    card = {"name": "toy", "source": "toy.caffemodel", "sha1": "0" * 40, "metrics": {"mean_iou": 0.5}}
+    model = _CallIsNotTheGraph(inputs, outputs, architecture="toy", backbone="none", class_names=["sky", "sea"],
+                               palette=[[1, 2, 3], [4, 5, 6]], ignore_label=9, preprocessing="torch", card=card,
+                               name="toy")
+    path = export_saved_model(model, tmp_path / "toy", verbose=False)
+    info = read_export_info(path)
+    assert {k: info[k] for k in model.identity()} == model.identity()
+    assert info["preprocessing_added"] == "torch" and info["ignore_label"] == 9 and info["card"] == card
+    assert "0 sky, 1 sea" in info["signatures"]["serving_default"]["outputs"]["mask"]
+    assert (Path(path) / "assets" / "palette.txt").read_text() == "1 2 3\n4 5 6\n"
+    logits = tf.saved_model.load(path).signatures["predict_images"](images=tf.constant(images[0][None]))["logits"]
+    graph = reference_graph(model)(preprocess(images[0][None].astype(np.float32), "torch"))
+    np.testing.assert_allclose(logits.numpy(), 2.0 * np.asarray(graph), rtol=1e-5, atol=1e-5)
+
+
+def test_serving_default_runs_each_image_alone(loaded, light_logits, images):
     """A PNG batch of three sizes: each mask equals Keras on that image alone, padding is -1."""
     out = _serve(loaded, [encode(image, "PNG") for image in images])
     h_max, w_max = max(i.shape[0] for i in images), max(i.shape[1] for i in images)
     assert out["mask"].shape == (3, h_max, w_max) and out["mask"].dtype == np.int32
     assert out["scores"].shape == (3, h_max, w_max, 5)
-    for i, (image, logits) in enumerate(zip(images, keras_logits(light_model, images))):
+    for i, (image, logits) in enumerate(zip(images, light_logits)):
         h, w = image.shape[:2]
         assert (out["height"][i], out["width"][i]) == (h, w)
         np.testing.assert_array_equal(out["mask"][i, :h, :w], logits.argmax(-1))
@@ -160,7 +189,7 @@ def test_predict_images_bad_input_says_why(loaded):
 
 def test_assets_hold_class_names_and_palette(model_dir):
     assets = model_dir / "1" / "assets"
-    assert (assets / "class_names.txt").read_text().split("\n")[:-1] == [f"class_{i}" for i in range(5)]
+    assert (assets / "class_names.txt").read_text().split("\n")[:-1] == [f"class {i}" for i in range(5)]
     palette = np.loadtxt(assets / "palette.txt", dtype=np.uint8).reshape(-1, 3)
     np.testing.assert_array_equal(palette, voc_palette(5))
     info = read_export_info(model_dir / "2")
@@ -170,15 +199,25 @@ def test_assets_hold_class_names_and_palette(model_dir):
 
 KERAS_FREE_SCRIPT = """
 import json, sys
-for name in ("keras", "tf_keras", "fcn_keras"):
+blocked = ("keras", "tf_keras", "fcn_keras")
+for name in blocked:
     sys.modules[name] = None  # any import of them now raises ImportError
+import numpy as np
 import tensorflow as tf
-export_dir, png = sys.argv[1:]
+export_dir, png, root, tiny_dir = sys.argv[1:]
 loaded = tf.saved_model.load(export_dir)
 out = loaded.signatures["serving_default"](image_bytes=tf.constant([open(png, "rb").read()]))
-names = open(export_dir + "/assets/class_names.txt").read().split()
-assert not [m for m in sys.modules if m.split(".")[0] in ("keras", "tf_keras", "fcn_keras") and sys.modules[m]]
-print(json.dumps({"mask": out["mask"].numpy()[0].tolist(), "names": names, "signatures": sorted(loaded.signatures)}))
+names = open(export_dir + "/assets/class_names.txt").read().splitlines()
+# The project's own runner needs TensorFlow only too: its module runs with keras and fcn_keras still blocked.
+import importlib.util
+spec = importlib.util.spec_from_file_location("runner", root + "/fcn_keras/export/runner.py")
+runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runner)
+image = tf.io.decode_png(open(png, "rb").read()).numpy()
+logits = runner.saved_model_logits(tiny_dir)(image)
+assert not [m for m in sys.modules if m.split(".")[0] in blocked and sys.modules[m]]
+print(json.dumps({"mask": out["mask"].numpy()[0].tolist(), "names": names, "signatures": sorted(loaded.signatures),
+                  "runner_logits": logits.tolist()}))
 """
 
 
@@ -191,7 +230,8 @@ def processes(model_dir, images, tmp_path_factory):
     cli = str(Path(sys.executable).with_name("saved_model_cli"))
     commands = {
         # cwd and PYTHONPATH away from the project: fcn_keras is only reachable through the venv, and blocked.
-        "keras_free": ([sys.executable, "-c", KERAS_FREE_SCRIPT, str(model_dir / "1"), str(work / "a.png")],
+        "keras_free": ([sys.executable, "-c", KERAS_FREE_SCRIPT, str(model_dir / "1"), str(work / "a.png"), str(ROOT),
+                        str(model_dir / "2")],
                        {**PYTHON_ENV, "PYTHONPATH": ""}),
         "show": ([cli, "show", "--dir", str(model_dir / "2"), "--all"], PYTHON_ENV),
         "run": ([cli, "run", "--dir", str(model_dir / "2"), "--tag_set", "serve", "--signature_def",
@@ -218,13 +258,32 @@ def processes(model_dir, images, tmp_path_factory):
     return results, work
 
 
-def test_loads_and_runs_where_keras_cannot_be_imported(processes, light_model, images):
+def test_loads_and_runs_where_keras_cannot_be_imported(processes, light_logits, tiny_model, images):
     result = processes[0]["keras_free"]
     assert result.returncode == 0, result.stderr[-3000:]
     reply = json.loads(result.stdout.strip().splitlines()[-1])
-    np.testing.assert_array_equal(np.array(reply["mask"]), keras_logits(light_model, images[:1])[0].argmax(-1))
-    assert reply["names"] == [f"class_{i}" for i in range(5)]
+    np.testing.assert_array_equal(np.array(reply["mask"]), light_logits[0].argmax(-1))
+    assert reply["names"] == [f"class {i}" for i in range(5)]
     assert reply["signatures"] == ["predict_images", "serving_default"]
+    # saved_model_logits, with keras and fcn_keras still blocked, on the tiny model's version
+    reference = keras_logits(tiny_model, images[:1])[0]
+    np.testing.assert_allclose(reply["runner_logits"], reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
+
+
+def test_saved_model_logits_takes_images_or_batches_and_names_wrong_inputs(model_dir, tiny_model, images):
+    from fcn_keras.export import saved_model_logits
+
+    run = saved_model_logits(model_dir / "2")
+    reference = keras_logits(tiny_model, images[:1])[0]
+    np.testing.assert_allclose(run(images[0]), reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
+    np.testing.assert_array_equal(run(np.stack([images[0]] * 2).astype(np.float32)).argmax(-1)[1],
+                                  reference.argmax(-1))
+    with pytest.raises(ValueError, match="whole pixel values 0-255"):
+        run(images[0] / 255.0)
+    with pytest.raises(ValueError, match=r"RGB image \(H, W, 3\)"):
+        run(images[0][..., 0])
+    with pytest.raises(FileNotFoundError, match="holds versions 1, 2: pass one of them"):
+        saved_model_logits(model_dir)
 
 
 def test_saved_model_cli_show_and_run(processes, tiny_model):
@@ -242,10 +301,8 @@ def test_saved_model_cli_show_and_run(processes, tiny_model):
 
 
 def test_mixed_precision_model_exports_float32(tmp_path, images):
-    from bench.bench_export import tiny_fcn
-
-    mixed = tiny_fcn(dtype="mixed_float16", name="tiny_mixed")
-    float32_copy = tiny_fcn(name="tiny_float32")
+    mixed = tiny_segmenter(dtype="mixed_float16", name="tiny_mixed")
+    float32_copy = tiny_segmenter(name="tiny_float32")
     float32_copy.set_weights(mixed.get_weights())
     loaded = tf.saved_model.load(export_saved_model(mixed, tmp_path / "m", verbose=False))
     fn = loaded.signatures["predict_images"]

@@ -8,7 +8,9 @@ with TF Serving's own protos where the pip package has them.
 from __future__ import annotations
 
 import base64
+import doctest
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,6 @@ SERVING = Path(__file__).resolve().parents[2] / "serving"
 
 @pytest.fixture(scope="module")
 def clients(pytestconfig):
-    import sys
-
     sys.path.insert(0, str(SERVING))
     try:
         import grpc_client
@@ -123,8 +123,47 @@ def test_batching_config_and_docker_compose():
     assert entries and {k for k, _ in entries} <= allowed
     assert dict(entries).get("pad_variable_length_inputs", "false") == "false"  # padding would change masks
     compose = (SERVING / "docker-compose.yml").read_text()
-    tag = re.search(r"image:\s*tensorflow/serving:\$\{TF_SERVING_TAG:-(\d+)\.(\d+)\.(\d+)\}", compose)
-    assert tag, "docker-compose.yml must pin a tensorflow/serving version"
-    exporter = tuple(int(v) for v in tf.__version__.split(".")[:2])
-    assert (int(tag.group(1)), int(tag.group(2))) >= exporter, "the image must be at least as new as the exporter"
     assert "127.0.0.1:8500:8500" in compose and "127.0.0.1:8501:8501" in compose
+
+
+@pytest.fixture(scope="module")
+def compatibility():
+    sys.path.insert(0, str(SERVING))
+    try:
+        import compatibility
+    finally:
+        sys.path.remove(str(SERVING))
+    return compatibility
+
+
+def test_the_pinned_server_reads_what_we_export(compatibility, model_dir):
+    """Not "the image is as new as the installed TensorFlow" (false the day pip moves on), but what a
+    server checks: every op of the exports is one the pinned image's TensorFlow registers, and the
+    graph's min_consumer is at most that TensorFlow's GraphDef version (serving/README.md)."""
+    pinned = compatibility.read_compatibility()
+    compose = (SERVING / "docker-compose.yml").read_text()
+    tag = re.search(r"image:\s*tensorflow/serving:\$\{TF_SERVING_TAG:-([\d.]+)\}", compose)
+    assert tag and tag.group(1) == pinned["tag"], "docker-compose.yml must run the tag compatibility.toml describes"
+    assert pinned["tag"].startswith(pinned["tensorflow"] + "."), "TF Serving x.y is built from TensorFlow x.y"
+    assert pinned["ops"] == sorted(set(pinned["ops"]))
+    for version in (1, 2):
+        assert compatibility.problems(model_dir / str(version), pinned) == []
+    assert compatibility.main([str(model_dir / "1"), str(model_dir / "2")]) == 0
+    assert doctest.testmod(compatibility).failed == 0
+    if tf.__version__.startswith(pinned["tensorflow"] + "."):
+        # Written with this TensorFlow: the record must be its own truth (ops registered, GraphDef version).
+        from tensorflow.python.framework import op_def_registry
+
+        assert [op for op in pinned["ops"] if op_def_registry.get(op) is None] == []
+        assert pinned["graph_def_version"] == tf.version.GRAPH_DEF_VERSION
+
+
+def test_the_compatibility_check_names_what_breaks_it(compatibility, model_dir):
+    pinned = compatibility.read_compatibility()
+    graph = compatibility.saved_model_graph(model_dir / "1")
+    assert {"Conv2D", "DecodeImage", "StatefulPartitionedCall"} <= graph["ops"]
+    assert not any(op.startswith("__inference") for op in graph["ops"]), "calls to the model's own functions"
+    older = dict(pinned, ops=[op for op in pinned["ops"] if op != "DecodeImage"], graph_def_version=11)
+    found = compatibility.problems(model_dir / "1", older)
+    assert len(found) == 2 and "ops not in serving/compatibility.toml" in found[0] and found[0].endswith(": DecodeImage")
+    assert "needs a GraphDef consumer >= 12" in found[1]

@@ -2,30 +2,39 @@
 
 from __future__ import annotations
 
+import os
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from fcn_keras.export import export_tflite
-from fcn_keras.export.parity import tflite_parity
+from fcn_keras.export.parity import compare, tflite_parity
+from fcn_keras.export import read_sidecar, sidecar_path
 from fcn_keras.export.tflite import TFLiteModel, calibration_images, check_builtin_ops, tflite_ops
-from bench.bench_export import tiny_fcn
-from tests.export.conftest import synthetic_image
+from fcn_keras.models import SegmentationModel, reference_graph
+from fcn_keras.preprocessing import preprocess
+from tests.export.conftest import mode, synthetic_image, tiny_segmenter, umask
 
 pytest.importorskip("ai_edge_litert", reason="the LiteRT interpreter (pip install ai-edge-litert) runs the files")
 
 
-def test_float32_fcn_matches_keras_on_any_size(tmp_path, light_model, images):
+def test_float32_fcn_matches_keras_on_any_size(tmp_path, light_model, light_logits, images):
     path = export_tflite(light_model, tmp_path / "fcn8s.tflite")
     ops = tflite_ops(open(path, "rb").read())
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"} <= set(ops)
     assert not [op for op in ops if op.startswith("Flex")]
-    report = tflite_parity(path, light_model, images)  # three different sizes through one file
-    assert report.kind == "float32" and report.images == 3
+    runner = TFLiteModel(path)
+    report = compare("float32", light_logits, [runner.logits(image) for image in images])  # three sizes, one file
+    assert report.images == 3
     assert report.max_relative_error <= 1e-4, str(report)
     assert report.pixel_agreement == 1.0 and report.passed
-    runner = TFLiteModel(path)
     assert runner.input_size is None and runner.input_dtype == np.float32
+    # The sidecar says what the file segments, from the model.
+    assert runner.info == read_sidecar(path) and runner.info["class_names"] == list(light_model.class_names)
+    assert runner.info["palette"] == light_model.palette.tolist() and runner.info["preprocessing_added"] == "tf"
+    assert runner.info["quantization"] == "float32" and runner.info["architecture"] == "fcn8s"
 
 
 def test_float16_and_int8_parity(tmp_path, tiny_model, images):
@@ -47,20 +56,26 @@ def test_float16_and_int8_parity(tmp_path, tiny_model, images):
     assert "pixel agreement" in str(report8) and report8.as_dict()["kind"] == "int8"
 
 
-def test_winograd_convolutions_convert_as_plain_convolutions(tmp_path, images):
-    import keras
+class _CallIsNotTheGraph(SegmentationModel):
+    """A stand-in for an FCN's fast formulation: call() gives twice what the layer graph gives."""
 
-    from fcn_keras.models.fast_convolutions import WinogradConv2D
+    def call(self, inputs, training=None, mask=None):
+        return super().call(inputs, training=training, mask=mask) * 2.0
 
+
+def test_tflite_converts_the_plain_layer_graph_not_the_call(tmp_path, images):
+    """TFLite runtimes bring their own convolution kernels: the file is the reference graph
+    (fcn_keras.models.reference_graph over the same variables), with model.input_preprocessing in front."""
     inputs = keras.Input((None, None, 3))
-    x = keras.layers.Conv2D(16, 1, activation="relu")(inputs)
-    x = WinogradConv2D(16, 3, padding="same", activation="relu", algorithm="winograd")(x)
-    model = keras.Model(inputs, keras.layers.Conv2D(4, 1)(x), name="winograd")
-    path = export_tflite(model, tmp_path / "winograd.tflite", preprocessing="tf")
-    ops = tflite_ops(open(path, "rb").read())
-    assert "CONV_2D" in ops and "BATCH_MATMUL" not in ops  # XNNPACK's own kernels run it
-    report = tflite_parity(path, model, images, preprocessing="tf")
-    assert report.max_relative_error <= 1e-4, str(report)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    model = _CallIsNotTheGraph(inputs, keras.layers.Conv2D(4, 1)(x), architecture="toy", backbone="none",
+                               preprocessing="caffe", name="toy")
+    path = export_tflite(model, tmp_path / "toy.tflite", verbose=False)
+    graph = reference_graph(model)
+    for image in images[:2]:
+        expected = np.asarray(graph(preprocess(image[None].astype(np.float32), "caffe")))[0]
+        np.testing.assert_allclose(TFLiteModel(path).logits(image), expected, rtol=1e-4, atol=1e-4)
+    assert read_sidecar(path)["preprocessing_added"] == "caffe"
 
 
 def test_calibration_images_from_a_directory_or_iterables(image_files, images):
@@ -74,7 +89,11 @@ def test_calibration_images_from_a_directory_or_iterables(image_files, images):
 
 
 def test_fixed_size_export(tmp_path, tiny_model):
-    path = export_tflite(tiny_model, tmp_path / "fixed.tflite", input_size=(40, 48))
+    with umask(0o022):
+        path = export_tflite(tiny_model, tmp_path / "fixed.tflite", input_size=(40, 48))
+    assert mode(path) == mode(sidecar_path(path)) == 0o644  # plain files, no leftovers
+    assert sorted(os.listdir(tmp_path)) == ["fixed.tflite", "fixed.tflite.json"]
+    assert "40x48" in read_sidecar(path)["input"]
     runner = TFLiteModel(path)
     assert runner.input_size == (40, 48)
     assert list(runner._input["shape_signature"]) == [1, 40, 48, 3]  # static: GPU delegates accept it
@@ -85,8 +104,8 @@ def test_fixed_size_export(tmp_path, tiny_model):
 
 
 def test_mixed_precision_model_converts_through_float32(tmp_path, images):
-    mixed = tiny_fcn(dtype="mixed_float16", name="tiny_mixed")
-    float32_copy = tiny_fcn(name="tiny_float32")
+    mixed = tiny_segmenter(dtype="mixed_float16", name="tiny_mixed")
+    float32_copy = tiny_segmenter(name="tiny_float32")
     float32_copy.set_weights(mixed.get_weights())
     path = export_tflite(mixed, tmp_path / "mixed.tflite")
     assert tflite_parity(path, float32_copy, images[:1]).max_relative_error <= 1e-4
@@ -112,6 +131,6 @@ def test_bad_arguments_are_refused(tmp_path, tiny_model):
         export_tflite(tiny_model, tmp_path / "m.tflite", quantization="int8")
     with pytest.raises(ValueError, match="input_size must be None or"):
         export_tflite(tiny_model, tmp_path / "m.tflite", input_size=(0, 5))
-    with pytest.raises(ValueError, match="has no .jpg/.jpeg/.png images"):
+    with pytest.raises(ValueError, match=r"directory .* has no images \(\.jpg"):
         export_tflite(tiny_model, tmp_path / "m.tflite", quantization="int8", representative_data=tmp_path)
     assert not (tmp_path / "m.tflite").exists()

@@ -118,3 +118,22 @@ def test_config_and_bad_arguments():
         SegmentationMetrics(0)
     with pytest.raises(ValueError, match="sample_weight"):
         metric.update_state(np.zeros((1, 2, 2)), np.zeros((1, 2, 2, 4)), sample_weight=np.ones(1))
+
+
+def test_absent_classes_are_nan_and_left_out_and_no_class_present_is_nan():
+    """score.py's definition: a class absent from truth and prediction has IoU NaN, not 0 or 1."""
+    labels = np.array([[0, 0], [255, 255]])
+    preds = np.array([[0, 2], [1, 1]])  # class 1 is predicted only on ignored pixels: not counted
+    s = segmentation_scores(labels, preds, 4)
+    _, acc, macc, miu, fwiu, iu = _score_py([labels], [preds], 4)
+    np.testing.assert_array_equal(s["per_class_iou"], [0.5, np.nan, 0.0, np.nan])  # 2: predicted, never true
+    assert s["mean_iou"] == miu == 0.25 and s["mean_accuracy"] == macc == 0.5
+    assert s["pixel_accuracy"] == acc == 0.5 and s["frequency_weighted_iou"] == fwiu == 0.5
+
+    nothing = segmentation_scores(np.full((2, 3), 255), np.zeros((2, 3), int), 3)  # no labelled pixel
+    assert nothing["confusion_matrix"].sum() == 0 and np.isnan(nothing["per_class_iou"]).all()
+    for name in ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou"):
+        assert np.isnan(nothing[name]), name
+    metric = SegmentationMetrics(3)  # the Keras metric says the same
+    metric.update_state(np.full((1, 2, 3), 255), _one_hot_logits(np.zeros((1, 2, 3), int), 3))
+    assert all(np.isnan(float(v)) for v in metric.result().values())

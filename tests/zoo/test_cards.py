@@ -105,16 +105,38 @@ def test_catalog_summarises_every_entry():
     assert rows["nyud_fcn32s_color"]["mean_iu"] is None  # no figure in the reference notes
 
 
-def test_a_dataset_mean_other_than_voc_is_built_in():
-    """NYUDv2 was trained with its own BGR mean: the model maps RGB 0-255 to BGR minus that mean."""
-    import keras
-    import numpy as np
+def test_a_dataset_mean_no_preprocessing_mode_has_is_not_loadable():
+    """NYUDv2 was trained with its own BGR mean, which is none of the modes a model applies:
+    the card says so instead of wrapping the model in an ad-hoc layer."""
+    card = zoo.info("nyud_fcn32s_color")
+    assert not card["loadable"] and "116.190, 97.203, 92.318" in card["not_loadable_reason"]
+    with pytest.raises(NotImplementedError, match="NYUDv2's own BGR mean"):
+        zoo.load("nyud_fcn32s_color", weights=False)
+    # PASCAL-Context writes the VOC mean rounded to 3 decimals: that is mode "fcn".
+    assert zoo.info("pascalcontext_fcn8s")["loadable"]
 
-    model = zoo.load("nyud_fcn32s_color", weights=False)
-    assert model.output_shape == (None, None, None, 40)
-    preprocess = keras.Model(model.input, model.get_layer("dataset_mean").output)
-    rgb = np.random.default_rng(0).uniform(0, 255, (1, 5, 4, 3)).astype("float32")
-    expected = rgb[..., ::-1] - np.array(zoo.info("nyud_fcn32s_color")["preprocessing"]["bgr_mean"], "float32")
-    np.testing.assert_allclose(np.asarray(preprocess(rgb)), expected, atol=1e-4)
-    del model, preprocess
+
+def test_a_loadable_card_must_state_a_mode_the_model_knows():
+    with pytest.raises(zoo.CardError, match=r"^where.toml: key 'preprocessing.bgr_mean' \[116.19, 97.203, 92.318\] "
+                                            r"differs from mode 'fcn'"):
+        zoo.validate_card(_mutated(lambda c: c["preprocessing"].update(bgr_mean=[116.19, 97.203, 92.318])),
+                          "where.toml")
+    with pytest.raises(zoo.CardError, match="key 'preprocessing.mode' must be a BGR-minus-mean mode"):
+        zoo.validate_card(_mutated(lambda c: c["preprocessing"].update(mode="bgr")), "where.toml")
+
+
+def test_a_zoo_model_carries_its_card():
+    model = zoo.load("fcn8s_voc", weights=False)
+    assert model.class_names == tuple(VOC_CLASSES) and model.palette.tolist() == voc_palette(21).tolist()
+    assert (model.architecture, model.backbone, model.ignore_label) == ("fcn8s", "vgg16", 255)
+    assert (model.preprocessing, model.include_preprocessing, model.input_preprocessing) == ("fcn", True, None)
+    card = model.card
+    assert card["name"] == "fcn8s_voc" and card["sha1"] == "c449ea74dd7d83751d1357d6a8c323fcf4038962"
+    assert card["source"] == "http://dl.caffe.berkeleyvision.org/fcn8s-heavy-pascal.caffemodel"
+    assert card["weights"] == "none"  # the architecture only: the card's checksum is not of these weights
+    assert {"split": "seg11valid", "mean_iu": 65.5} .items() <= next(
+        m for m in card["metrics"] if m["applies_to"] == "these weights").items()
+    del model
+    import keras
+
     keras.backend.clear_session()

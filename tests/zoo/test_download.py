@@ -15,6 +15,9 @@ import numpy as np
 import pytest
 
 import fcn_keras.zoo as zoo
+from fcn_keras.files import current_umask
+from fcn_keras.zoo.cache import read_registry, save_registry
+from fcn_keras.zoo.downloads import download_source
 from fcn_keras.caffe import CaffeLayer, write_caffemodel
 
 from tests.zoo.zoo_env import TmpZoo
@@ -75,14 +78,14 @@ def test_interrupted_download_is_never_complete_and_resumes(server, tmp_zoo):
 
     _Handler.mode = "drop"
     with pytest.raises(zoo.DownloadError, match="kept and the next attempt resumes it") as info:
-        zoo._download_source(card, progress=False)
+        download_source(card, progress=False)
     assert file in str(info.value) and str(dest) in str(info.value)
     assert not dest.exists()  # a partial file is never taken for the weights
     assert 0 < part.stat().st_size < len(PAYLOAD)
     kept = part.stat().st_size
 
     _Handler.mode = "full"
-    assert zoo._download_source(card, progress=True) == dest
+    assert download_source(card, progress=True) == dest
     assert _Handler.ranges == [None, f"bytes={kept}-"]  # the second request resumed
     assert dest.read_bytes() == PAYLOAD and not part.exists()
 
@@ -92,8 +95,13 @@ def test_file_url_download(tmp_path, tmp_zoo):
     source.parent.mkdir()
     source.write_bytes(PAYLOAD[:1000])
     tmp_zoo.add_card("fcn16s_voc", url=source.as_uri())
-    path = zoo._download_source(zoo.info("fcn16s_voc"), progress=False)
+    path = download_source(zoo.info("fcn16s_voc"), progress=False)
     assert path.parent == tmp_zoo.downloads and path.read_bytes() == PAYLOAD[:1000]
+    # Published through fcn_keras.files: the modes of a plain write, so another user can read the cache.
+    umask = current_umask()
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    save_registry(read_registry())
+    assert (tmp_zoo.home / "registry.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_checksum_mismatch_is_refused_and_deleted(server, tmp_zoo):

@@ -17,6 +17,7 @@ from PIL import Image
 
 import fcn_keras.zoo as zoo
 from fcn_keras.caffe import write_caffemodel
+from fcn_keras.files import current_umask
 from fcn_keras.palette import voc_palette
 
 from tests.zoo.caffe_layouts import assert_converted, caffe_layers
@@ -49,10 +50,12 @@ def test_placed_file_is_verified_converted_cached_and_reused(tmp_path, monkeypat
 
     model = zoo.load("fcn32s_voc", include_preprocessing=False)
     assert_converted(model, written)
+    assert model.input_preprocessing == "fcn" and model.card["weights"] == "published"
     registry = json.loads((tmp_zoo.home / "registry.json").read_text())
     sha256 = registry["sources"][file]["sha256"]
     assert registry["sources"][file]["verified"].startswith("structure")
     (converted,) = (tmp_zoo.home / "converted").iterdir()
+    assert converted.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # readable by others, like a plain write
     assert registry["converted"]["fcn32s_voc"][sha256]["file"] == converted.name
     assert sorted(p.name for p in tmp_zoo.home.rglob("*") if p.is_file()) == sorted([file, converted.name, "registry.json"])
     del model
@@ -61,7 +64,7 @@ def test_placed_file_is_verified_converted_cached_and_reused(tmp_path, monkeypat
     # Later loads use the cached conversion: the .caffemodel is not even needed.
     aside = placed.rename(tmp_path / "aside.caffemodel")
     model = zoo.load("fcn32s_voc")  # with preprocessing this time: the same weights
-    assert model.get_layer("preprocessing") is not None
+    assert model.get_layer("preprocessing") is not None and model.input_preprocessing is None
     assert_converted(model, [layer for layer in written if layer.name in ("conv1_1", "score_fr", "upscore")])
     del model
     _free()
@@ -87,7 +90,7 @@ def test_weights_path_predicts_a_colourised_mask_on_real_photos(tmp_path, monkey
     model = zoo.load("fcn8s_voc", weights_path=path, verify=False)
     path.unlink()
     assert_converted(model, written)
-    assert model.classes[15] == "person"
+    assert model.class_names[15] == "person" and model.card["weights"] == "unverified file"
 
     for jpeg in sorted((voc_mini / "JPEGImages").glob("*.jpg"))[:1]:
         image = Image.open(jpeg).convert("RGB")
@@ -103,3 +106,29 @@ def test_weights_path_predicts_a_colourised_mask_on_real_photos(tmp_path, monkey
         Image.fromarray(colour).save(tmp_path / f"{jpeg.stem}_mask.png")
     del model
     _free()
+
+
+@pytest.mark.slow
+def test_a_saved_zoo_model_keeps_its_card_in_a_fresh_process(tmp_path, monkeypatch):
+    """A zoo model saved as .keras (544 MB) loads with `import fcn_keras` and plain keras.models.load_model
+    in a new interpreter, in safe mode, with its classes, palette, preprocessing and provenance."""
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("FCN_KERAS_HOME", str(tmp_path / "home"))
+    path = tmp_path / "fcn32s_voc.keras"
+    model = zoo.load("fcn32s_voc", weights=False)
+    model.save(path)
+    expected = model.identity()
+    del model
+    _free()
+    code = ("import json, sys, fcn_keras, keras; m = keras.models.load_model(sys.argv[1]); "
+            "print(json.dumps({'type': type(m).__name__, **m.identity()}))")
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded.pop("type") == "FCN" and loaded == expected
+    assert loaded["card"]["name"] == "fcn32s_voc" and loaded["card"]["checksum"] == "none"
+    assert loaded["class_names"][15] == "person" and loaded["input_preprocessing"] is None

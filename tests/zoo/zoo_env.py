@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import fcn_keras.zoo
+import fcn_keras.zoo.cards
 from fcn_keras.resources import zoo_path
 
 
@@ -16,7 +16,7 @@ class TmpZoo:
         self.cards.mkdir(parents=True)
         self.home = root / "home"
         monkeypatch.setenv("FCN_KERAS_HOME", str(self.home))
-        monkeypatch.setattr(fcn_keras.zoo, "zoo_path", lambda *parts: root.joinpath("zoo", *parts))
+        monkeypatch.setattr(fcn_keras.zoo.cards, "zoo_path", lambda *parts: root.joinpath("zoo", *parts))
 
     def add_card(self, like: str, url: str | None = None, checksum: str | None = None) -> str:
         """Copies the shipped card ``like``, optionally with another URL and checksum."""

@@ -8,6 +8,9 @@
 ``seg11valid.txt`` ships with the package (the reference repository's list of
 736 ids). ``train_aug``, SBD train and SBD val need the datasets' own lists:
 :func:`write_reference_splits` generates them from VOC and SBD on disk.
+
+This module sits above :mod:`~fcn_keras.data.voc` and :mod:`~fcn_keras.data.sbd`
+(it combines their lists); neither imports it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from fcn_keras.data.source import read_split_file
+from fcn_keras.data.sbd import sbd_split_file
+from fcn_keras.data.source import FileSource, read_split_file
+from fcn_keras.data.voc import voc_source, voc_split_file
+from fcn_keras.files import write_text
 
 SPLITS_DIR = Path(__file__).resolve().parent
 SHIPPED = ("seg11valid",)
@@ -74,11 +80,20 @@ def reference_split(name: str) -> list[str]:
     return read_split_file(reference_split_path(name))
 
 
+def seg11valid_source(voc_root: str | os.PathLike) -> FileSource:
+    """The reference validation set: the VOC images and labels listed in the shipped seg11valid.
+
+    Example:
+        >>> seg11valid_source("/nonexistent")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        fcn_keras.data.decode.DataError: /nonexistent/JPEGImages/2007_000033.jpg: file listed in .../seg11valid.txt is missing (1472 missing in all)
+    """
+    return voc_source(voc_root, str(reference_split_path("seg11valid")))
+
+
 def _write_ids(path: Path, ids: list[str]) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, "".join(f"{i}\n" for i in ids))
 
 
 def write_reference_splits(
@@ -97,9 +112,6 @@ def write_reference_splits(
     result is only seg11valid when ``voc_root`` is VOC 2011. Files are written
     atomically; returns ``{name: path}``.
     """
-    from fcn_keras.data.sbd import sbd_split_file  # noqa: PLC0415 - avoids an import cycle
-    from fcn_keras.data.voc import voc_split_file  # noqa: PLC0415
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     voc_train = read_split_file(voc_split_file(voc_root, "train"))

@@ -1,0 +1,23 @@
+"""Caffe ``.caffemodel`` files without Caffe: a streaming reader, a writer, and FCN weight conversion.
+
+- :mod:`fcn_keras.caffe.proto`: the ``caffe.proto`` field numbers, :class:`CaffeLayer`, :class:`CaffeModelError`;
+- :mod:`fcn_keras.caffe.reader`: :func:`iter_caffemodel`, :func:`read_caffemodel` (streaming, validated);
+- :mod:`fcn_keras.caffe.writer`: :func:`write_caffemodel` (both protobuf forms, atomic);
+- :mod:`fcn_keras.caffe.fcn`: :func:`load_caffe_weights`, the exact mapping onto a reference FCN.
+
+Example:
+    >>> import numpy as np, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.caffemodel")
+    >>> w = np.arange(6, dtype="float32").reshape(2, 3, 1, 1)
+    >>> write_caffemodel(path, [CaffeLayer("score", "Convolution", blobs=[w, np.zeros(2, "float32")])])
+    >>> layer = read_caffemodel(path)["score"]
+    >>> layer.type, layer.blobs[0].shape
+    ('Convolution', (2, 3, 1, 1))
+"""
+
+from fcn_keras.caffe.fcn import load_caffe_weights
+from fcn_keras.caffe.proto import CaffeLayer, CaffeModelError
+from fcn_keras.caffe.reader import iter_caffemodel, read_caffemodel
+from fcn_keras.caffe.writer import write_caffemodel
+
+__all__ = ["CaffeLayer", "CaffeModelError", "iter_caffemodel", "read_caffemodel", "write_caffemodel", "load_caffe_weights"]

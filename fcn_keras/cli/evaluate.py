@@ -1,0 +1,114 @@
+"""``fcn-keras evaluate``: a model and a dataset -> :func:`fcn_keras.evaluation.evaluate` and its pictures.
+
+Example:
+    >>> from fcn_keras.cli import build_parser
+    >>> build_parser().parse_args(["evaluate", "model.keras", "VOC2012"]).split
+    'val'
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from fcn_keras.cli.common import CommandError, add_command, output_dir, positive
+from fcn_keras.cli.models import load_keras_model
+
+if TYPE_CHECKING:
+    from fcn_keras.data import FileSource
+    from fcn_keras.models import SegmentationModel
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Adds ``evaluate`` to the ``fcn-keras`` subcommands.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="fcn-keras")
+        >>> add_parser(parser.add_subparsers())
+        >>> parser.parse_args(["evaluate", "m.keras", "VOC2012", "--batch-size", "4"]).batch_size
+        4
+    """
+    p = add_command(commands, "evaluate", "score a model on a dataset with the paper's four metrics", """
+        Run a Keras model (zoo name or .keras file) over a dataset split at native resolution and
+        print pixel accuracy, mean accuracy, mean IU, frequency-weighted IU and the per-class IoU,
+        computed exactly as the reference's score.py over one confusion matrix. With --out, also
+        write metrics.json, confusion_matrix.png and per_class_iou.png there. The model's class
+        count must match the dataset's (VOC: 21 unless --num-classes).
+        """, """
+        fcn-keras evaluate runs/fcn32s/best.keras ~/data/VOCdevkit/VOC2012 --split val --out eval-fcn32s
+        fcn-keras evaluate fcn-demo/model.keras fcn-demo/data --split val --num-classes 6
+        fcn-keras evaluate camvid.keras ~/data/camvid/test.txt --metadata camvid
+        """)
+    p.add_argument("model", metavar="MODEL", help="a zoo name or a .keras file")
+    p.add_argument("dataset", metavar="DATASET", help="VOC root, SBD root or 'image label' split file")
+    p.add_argument("--split", default="val", help="VOC/SBD split name or split file (default: %(default)s)")
+    add_evaluation_options(p)
+    p.add_argument("--num-classes", type=positive, help="the dataset's number of classes (default: 21 for VOC)")
+    p.add_argument("--metadata", help="split files: metadata TOML or a shipped name such as 'camvid'")
+    p.set_defaults(run=run)
+
+
+def add_evaluation_options(p: argparse.ArgumentParser) -> None:
+    """The options ``evaluate`` and ``zoo evaluate`` share (output, batch size, local weights).
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_evaluation_options(parser)
+        >>> parser.parse_args([]).batch_size
+        1
+    """
+    p.add_argument("--out", help="directory for metrics.json, confusion_matrix.png and per_class_iou.png")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
+    p.add_argument("--batch-size", type=positive, default=1,
+                   help="images of equal size per forward pass; results equal batch 1 (default: %(default)s)")
+    p.add_argument("--weights", help="zoo models: a local .caffemodel or .weights.h5 instead of downloading")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``fcn-keras evaluate`` for parsed ``args``; returns the exit status.
+
+    Example:
+        >>> from fcn_keras.cli import build_parser
+        >>> run(build_parser().parse_args(["evaluate", "fcn8s_voc", "/nonexistent"]))
+        Traceback (most recent call last):
+        ...
+        fcn_keras.data.decode.DataError: /nonexistent: does not exist
+    """
+    from fcn_keras import data
+
+    source = data.dataset_source(args.dataset, args.split, num_classes=args.num_classes, metadata=args.metadata)
+    return score(load_keras_model(args.model, args.weights), source, args)
+
+
+def score(model: SegmentationModel, source: FileSource, args: argparse.Namespace) -> int:
+    """Evaluates ``model`` on a FileSource and writes the figures and pictures to ``args.out``.
+
+    :func:`fcn_keras.evaluation.evaluate` takes the class names, ignore label and
+    input preprocessing from the model, and so do the pictures.
+
+    Example:
+        >>> import tempfile, fcn_keras
+        >>> from fcn_keras import data
+        >>> root = data.write_synthetic_voc(tempfile.mkdtemp(), num_images=4, image_size=(24, 32), num_classes=3)
+        >>> model = fcn_keras.fcn32s(class_names=["ground", "disc", "box"], backbone="tiny_vgg")
+        >>> args = argparse.Namespace(out=None, overwrite=False, batch_size=1)
+        >>> score(model, data.voc_source(root, "val", num_classes=3), args)  # doctest: +ELLIPSIS
+        evaluating fcn32s_tiny_vgg on ... (1 images)
+        ...
+        0
+    """
+    if source.num_classes is not None and source.num_classes != model.num_classes:
+        raise CommandError(f"model {model.name} predicts {model.num_classes} classes but dataset {source.name} has "
+                           f"{source.num_classes}; pass --num-classes if the dataset is labelled otherwise")
+    out = output_dir(args.out, args.overwrite) if args.out else None
+    from fcn_keras import viz
+    from fcn_keras.evaluation import evaluate
+
+    print(f"evaluating {model.name} on {source.name} ({len(source)} images)")
+    result = evaluate(model, source.dataset(), batch_size=args.batch_size,
+                      out_json=out / "metrics.json" if out else None)
+    if out:
+        viz.save_image(viz.confusion_matrix_image(result["confusion_matrix"], model=model), out / "confusion_matrix.png")
+        viz.save_image(viz.iou_bars_image(result["per_class_iou"], model=model), out / "per_class_iou.png")
+        print(f"wrote metrics.json, confusion_matrix.png and per_class_iou.png to {out}")
+    return 0

@@ -1,0 +1,144 @@
+"""The MODEL argument: a zoo name, a ``.keras`` file or an exported SavedModel, resolved to a library object.
+
+Everything a command needs to know about a model (class names, palette,
+preprocessing) is read from the model itself, never guessed.
+
+Example:
+    >>> saved_model_dir(Path("/nonexistent")) is None
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from fcn_keras.cli.common import CommandError
+
+if TYPE_CHECKING:
+    from fcn_keras.models import SegmentationModel
+
+MODEL_HELP = "a zoo name (see 'fcn-keras zoo list'), a .keras file, or a SavedModel directory"
+
+
+@dataclass
+class Segmenter:
+    """One model behind one interface: ``segment(image uint8 (H, W, 3)) -> class indices (H, W)``.
+
+    Example:
+        >>> import numpy as np
+        >>> s = Segmenter(lambda image: np.zeros(image.shape[:2], int), ["a"], np.zeros((1, 3), np.uint8), "zeros")
+        >>> s.segment(np.zeros((2, 3, 3), np.uint8)).shape
+        (2, 3)
+    """
+
+    segment: Callable
+    class_names: list[str]
+    palette: object  # uint8 (num_classes, 3)
+    description: str
+
+
+def load_keras_model(spec: str, weights: str | None = None) -> SegmentationModel:
+    """A Keras model from a zoo name or a ``.keras`` file (for commands that need Keras itself).
+
+    Example:
+        >>> load_keras_model("/nonexistent/model.keras")
+        Traceback (most recent call last):
+        ...
+        fcn_keras.cli.common.CommandError: model file /nonexistent/model.keras does not exist
+    """
+    from fcn_keras import zoo
+
+    if spec in zoo.list_models():
+        return zoo.load(spec, weights_path=weights)
+    if weights is not None:
+        raise CommandError("--weights only applies to zoo models")
+    path = Path(spec)
+    if path.suffix == ".keras":
+        if not path.is_file():
+            raise CommandError(f"model file {spec} does not exist")
+        import keras
+
+        from fcn_keras.models import SegmentationModel  # `import fcn_keras` registered every class
+
+        model = keras.saving.load_model(path, compile=False)
+        if not isinstance(model, SegmentationModel):
+            raise CommandError(f"{spec} holds a {type(model).__name__}, not an fcn_keras model (a SegmentationModel "
+                               "that knows its classes, palette and preprocessing); build it with fcn_keras")
+        return model
+    if saved_model_dir(path) is not None:
+        raise CommandError(f"{spec} is a SavedModel; this command needs a Keras model (a zoo name or a .keras file)")
+    raise CommandError(f"model {spec!r} is not a zoo name (known: {', '.join(zoo.list_models())}) "
+                       f"nor a .keras file")
+
+
+def saved_model_dir(path: Path) -> Path | None:
+    """``path`` if it holds a SavedModel, or its highest numbered version (a TF Serving base directory).
+
+    Example:
+        >>> import tempfile
+        >>> base = Path(tempfile.mkdtemp())
+        >>> for version in ("1", "2"):
+        ...     (base / version).mkdir()
+        ...     _ = (base / version / "saved_model.pb").write_bytes(b"")
+        >>> saved_model_dir(base).name
+        '2'
+    """
+    if (path / "saved_model.pb").is_file():
+        return path
+    if path.is_dir():
+        versions = sorted((int(p.name), p) for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file())
+        if versions:
+            return versions[-1][1]
+    return None
+
+
+def load_segmenter(spec: str, weights: str | None = None) -> Segmenter:
+    """A :class:`Segmenter` from a zoo name, a ``.keras`` file or a SavedModel directory.
+
+    A SavedModel must be an fcn_keras export (its ``predict_images`` signature
+    and class names are used); a TF Serving base directory means its highest
+    version. A Keras model is given the preprocessing it asks for
+    (``model.input_preprocessing``) and segments with its own class names and palette.
+
+    Example:
+        >>> import pathlib, tempfile, numpy as np, fcn_keras
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.keras"
+        >>> fcn_keras.fcn32s(class_names=["ground", "disc"], backbone="tiny_vgg").save(path)
+        >>> segmenter = load_segmenter(str(path))
+        >>> segmenter.class_names, segmenter.segment(np.zeros((24, 32, 3), np.uint8)).shape
+        (['ground', 'disc'], (24, 32))
+        >>> load_segmenter("fcn-demo/saved_model").class_names[:2]  # doctest: +SKIP
+        ['background', 'shape 1']
+    """
+    import numpy as np
+
+    saved = saved_model_dir(Path(spec)) if os.path.isdir(spec) else None
+    if saved is not None:
+        from fcn_keras.export import read_export_info, saved_model_logits
+
+        try:
+            info = read_export_info(saved)
+            run = saved_model_logits(saved)
+        except (FileNotFoundError, KeyError):
+            raise CommandError(f"SavedModel {saved} is not an fcn_keras export (no predict_images signature "
+                               f"or export.json)") from None
+        names = info["class_names"]
+        return Segmenter(lambda image: run(image).argmax(-1), list(names), np.asarray(info["palette"], np.uint8),
+                         f"SavedModel {saved}")
+
+    model = load_keras_model(spec, weights)
+    import keras
+
+    from fcn_keras.preprocessing import preprocess
+
+    mode = model.input_preprocessing
+
+    def segment(image):
+        x = np.asarray(image, np.float32)[None]
+        logits = model(x if mode is None else preprocess(x, mode), training=False)
+        return keras.ops.convert_to_numpy(logits)[0].argmax(-1)
+
+    return Segmenter(segment, list(model.class_names), model.palette, f"{model.name} ({spec})")

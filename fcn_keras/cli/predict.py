@@ -1,0 +1,80 @@
+"""``fcn-keras predict``: images -> a model's masks, coloured masks and overlays (:mod:`fcn_keras.viz`).
+
+Example:
+    >>> from fcn_keras.cli import build_parser
+    >>> build_parser().parse_args(["predict", "fcn8s_voc", "photo.jpg"]).out
+    'predictions'
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from fcn_keras.cli.common import add_command, images, output_dir
+from fcn_keras.cli.models import MODEL_HELP, load_segmenter
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Adds ``predict`` to the ``fcn-keras`` subcommands.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="fcn-keras")
+        >>> add_parser(parser.add_subparsers())
+        >>> parser.parse_args(["predict", "m.keras", "a.jpg", "photos/"]).inputs
+        ['a.jpg', 'photos/']
+    """
+    p = add_command(commands, "predict", "segment images: coloured masks, overlays and index masks (PNG)", """
+        Segment images with a model and write, for each image NAME.EXT in --out:
+          NAME_mask.png     the class index of every pixel (greyscale PNG, values 0..C-1)
+          NAME_color.png    the mask in the model's class colours
+          NAME_overlay.png  the mask blended over the image, with a legend of the classes present
+        INPUTS are image files, directories (their images, not recursive) or glob patterns.
+        """, """
+        fcn-keras predict fcn8s_voc photo.jpg holiday/ 'shots/*.png' --out masks
+        fcn-keras predict fcn-demo/model.keras fcn-demo/data/JPEGImages --out demo-masks
+        fcn-keras predict fcn-demo/saved_model street.jpg --out masks --overwrite
+        """)
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, directories or glob patterns")
+    p.add_argument("--out", default="predictions", help="output directory (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
+    p.add_argument("--alpha", type=float, default=0.5, help="opacity of the mask in overlays (default: %(default)s)")
+    p.add_argument("--weights", help="zoo models: a local .caffemodel or .weights.h5 instead of downloading")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``fcn-keras predict`` for parsed ``args``; returns the exit status.
+
+    Example:
+        >>> import pathlib, tempfile, fcn_keras
+        >>> from fcn_keras import data
+        >>> from fcn_keras.cli import build_parser
+        >>> work = pathlib.Path(tempfile.mkdtemp())
+        >>> root = data.write_synthetic_voc(work / "toy", num_images=2, image_size=(24, 32), num_classes=3)
+        >>> fcn_keras.fcn32s(num_classes=3, backbone="tiny_vgg", include_preprocessing=True).save(work / "m.keras")
+        >>> run(build_parser().parse_args(["predict", str(work / "m.keras"), str(root / "JPEGImages"),
+        ...                                "--out", str(work / "masks")]))  # doctest: +ELLIPSIS
+        segmenting 2 image(s) with fcn32s_tiny_vgg (.../m.keras) into .../masks
+        ...
+        wrote 6 files to .../masks: <name>_mask.png, <name>_color.png, <name>_overlay.png
+        0
+    """
+    paths = images(args.inputs)
+    out = output_dir(args.out, args.overwrite)
+    segmenter = load_segmenter(args.model, args.weights)
+    import keras
+
+    from fcn_keras import viz
+    from fcn_keras.data import read_image
+
+    print(f"segmenting {len(paths)} image(s) with {segmenter.description} into {out}")
+    progress = keras.utils.Progbar(len(paths), unit_name="image")
+    for i, path in enumerate(paths, start=1):
+        image = read_image(path)
+        mask = segmenter.segment(image)
+        viz.save_prediction(image, mask, out, path.stem, palette=segmenter.palette,
+                            class_names=segmenter.class_names, alpha=args.alpha)
+        progress.update(i)
+    print(f"wrote {3 * len(paths)} files to {out}: <name>_mask.png, <name>_color.png, <name>_overlay.png")
+    return 0
