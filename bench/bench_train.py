@@ -2,8 +2,8 @@
 
 Each policy builds FCN-8s, compiles it with the reference loss (summed) and
 Caffe SGD, and times ``train_on_batch`` after warm-up steps. FLOPs per image
-are counted from the layer shapes (2 x multiply-adds of every convolution and
-transposed convolution, forward); a training step is taken as 3x forward.
+are the forward FLOPs of :func:`bench.flops.model_flops` (the project's one
+counter, from the layer shapes); a training step is taken as 3x forward.
 ``quick`` runs a 32x32 batch of 1 in float32 only (a smoke test of seconds).
 """
 
@@ -17,26 +17,8 @@ import keras
 SIZE, BATCH = 320, 8
 
 
-def forward_flops(model: keras.Model) -> int:
-    """Forward FLOPs of one image, from the static layer shapes (model built with a fixed input size)."""
-    total = 0
-    for layer in model._flatten_layers(include_self=False):  # noqa: SLF001 - nested backbones included
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            kh, kw, cout, cin = layer.kernel.shape
-            _, h, w, _ = layer.input.shape
-            total += 2 * kh * kw * cin * cout * h * w
-        elif isinstance(layer, keras.layers.Conv2D):  # DepthwiseConv2D is not a Conv2D subclass
-            kh, kw, cin, cout = layer.kernel.shape
-            _, h, w, _ = layer.output.shape
-            total += 2 * kh * kw * cin * cout * h * w
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            kh, kw, cin, mult = layer.kernel.shape
-            _, h, w, _ = layer.output.shape
-            total += 2 * kh * kw * cin * mult * h * w
-    return int(total)
-
-
 def _measure(policy: str, size: int, batch: int, warmup: int, steps: int) -> dict:
+    from bench.flops import model_flops
     from fcn_keras.losses import SegmentationCrossEntropy
     from fcn_keras.models import fcn8s
     from fcn_keras.optimizers import CaffeSGD
@@ -56,7 +38,7 @@ def _measure(policy: str, size: int, batch: int, warmup: int, steps: int) -> dic
         for _ in range(steps):
             loss = model.train_on_batch(x, y)
         elapsed = (time.perf_counter() - start) / steps
-        flops = forward_flops(model)
+        flops = model_flops(model, size, size)
     finally:
         keras.config.set_dtype_policy(previous)
     return {

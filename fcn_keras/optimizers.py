@@ -75,12 +75,27 @@ class CaffeSGD(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(variables)
-        # update_step may receive backend variables without a path (TensorFlow): look up by index.
         self._variable_multipliers = [self.multipliers_for(v.path) for v in variables]
         self.velocities = self.add_optimizer_variables(variables, "velocity")
+        # update_step receives the Keras variable (JAX, torch) or, on TensorFlow, the tf.Variable inside
+        # it — under a tf.distribute strategy one per replica. Each of them maps to its index here.
+        # (Only ids are kept: an optimizer attribute holding variables would track them as its own.)
+        self._index_by_id = {}
+        for index, variable in enumerate(variables):
+            for same in (variable, *_backend_variables(variable)):
+                self._index_by_id[id(same)] = index
+
+    def _index(self, variable) -> int:
+        try:
+            return self._index_by_id[id(variable)]
+        except KeyError:
+            raise ValueError(
+                f"CaffeSGD: variable {getattr(variable, 'name', variable)!r} is not one it was built for "
+                "(under a tf.distribute strategy, build the optimizer inside the strategy's scope)"
+            ) from None
 
     def update_step(self, gradient, variable, learning_rate):
-        index = self._get_variable_index(variable)
+        index = self._index(variable)
         lr_mult, decay_mult = self._variable_multipliers[index]
         dtype = variable.dtype
         gradient = ops.cast(gradient, dtype)
@@ -99,3 +114,13 @@ class CaffeSGD(keras.optimizers.Optimizer):
             "multipliers": {k: list(v) for k, v in self.multipliers.items()},
         })
         return config
+
+
+def _backend_variables(variable: keras.Variable) -> tuple:
+    """The TensorFlow variables a Keras variable holds: the tf.Variable and, when distributed, each replica's."""
+    if keras.backend.backend() != "tensorflow":
+        return ()
+    import tensorflow as tf
+
+    value = variable.value
+    return (value, *tf.distribute.get_strategy().experimental_local_results(value))

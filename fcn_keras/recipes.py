@@ -127,6 +127,11 @@ class Recipe:
         """A copy with some values changed: ``recipe.replace(training={"steps": 10})``.
 
         Values are checked as in a file.
+
+        Example:
+            >>> short = load_recipe("fcn32s_voc").replace(training={"steps": 20, "steps_per_epoch": 10})
+            >>> short.training.steps, short.epochs, short.optimizer.learning_rate
+            (20, 2, 1e-10)
         """
         data = recipe_to_dict(self)
         for section, values in sections.items():
@@ -156,7 +161,12 @@ _LENGTHS = {("data", "crop_size"): (0, 2), ("data", "scale_range"): (0, 2), ("da
 
 
 def recipe_path(name: str) -> Path:
-    """The file of a shipped recipe, ``zoo/recipes/<name>.toml``."""
+    """The file of a shipped recipe, ``zoo/recipes/<name>.toml``.
+
+    Example:
+        >>> recipe_path("fcn8s_voc").name
+        'fcn8s_voc.toml'
+    """
     return zoo_path("recipes", f"{name}.toml")
 
 
@@ -175,6 +185,14 @@ def load_recipe(name_or_path: str | os.PathLike) -> Recipe:
 
     Raises :class:`RecipeError` naming the file and the offending key for an
     unknown key, a wrong type or a value outside the allowed choices.
+
+    Example:
+        >>> load_recipe("fcn16s_voc").init.source
+        'recipe:fcn32s_voc'
+        >>> load_recipe("fcn4s_voc")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        fcn_keras.recipes.RecipeError: no recipe named 'fcn4s_voc'; shipped recipes: [...]
     """
     path = Path(name_or_path)
     if path.suffix != ".toml" and not path.exists():
@@ -191,7 +209,16 @@ def load_recipe(name_or_path: str | os.PathLike) -> Recipe:
 
 
 def parse_recipe(data: dict, name: str, source: str = "<dict>") -> Recipe:
-    """Builds a :class:`Recipe` from a parsed TOML dict, checking every key and type."""
+    """Builds a :class:`Recipe` from a parsed TOML dict, checking every key and type.
+
+    Example:
+        >>> parse_recipe({"model": {"architecture": "fcn16s", "num_classes": 5}}, name="mine").model.num_classes
+        5
+        >>> parse_recipe({"data": {"batch_size": 0}}, name="mine")
+        Traceback (most recent call last):
+        ...
+        fcn_keras.recipes.RecipeError: <dict>: [data] batch_size must be >= 1, got 0
+    """
     values: dict = {"name": name, "source": source}
     for key, value in data.items():
         if key not in _SECTIONS or key in ("name", "source"):
@@ -263,7 +290,12 @@ def _check_recipe(recipe: Recipe) -> None:
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:
-    """The recipe as the dict a TOML file would hold (for logs and :meth:`Recipe.replace`)."""
+    """The recipe as the dict a TOML file would hold (for logs and :meth:`Recipe.replace`).
+
+    Example:
+        >>> recipe_to_dict(load_recipe("fcn8s_voc"))["optimizer"]["learning_rate"]
+        1e-14
+    """
     result = {"description": recipe.description}
     for section in _SECTION_CLASSES:
         result[section] = dataclasses.asdict(getattr(recipe, section))

@@ -73,10 +73,10 @@ def test_out_of_range_labels_in_the_data_path_fail_clearly():
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_policies_train_with_float32_logits_and_loss(policy):
-    from fcn_keras.training import _dtype_policy, compile_model
+    from fcn_keras.training import compile_model, dtype_policy
 
     recipe = tiny.tiny_recipe(training={"mixed_precision": policy})
-    with _dtype_policy(policy):
+    with dtype_policy(policy):
         model = compile_model(build_model(recipe), recipe)
     assert keras.config.dtype_policy().name == "float32"  # restored
     assert model.get_layer("score_fr").compute_dtype == policy.removeprefix("mixed_")

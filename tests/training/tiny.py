@@ -4,7 +4,8 @@ The training machinery (resume, distribution, logs) does not depend on the
 encoder, so these tests register a five-convolution encoder (strides 8/16/32,
 with BatchNorm statistics and dropout RNG state to restore) instead of paying for
 MobileNetV2's graph on a shared 2-core machine. ``python tests/training/tiny.py
-OUT [--kill-after N] [--strategy S] [--logical-cpus K] [--steps N] [--then-one-device OUT2]`` trains it
+OUT [--kill-after N] [--strategy S] [--logical-cpus K] [--steps N] [--probe-compat]
+[--then-one-device OUT2]`` trains it
 in a fresh process.
 """
 
@@ -72,6 +73,39 @@ class KillAt(keras.callbacks.Callback):
             os._exit(17)
 
 
+def probe_compat(strategy) -> None:
+    """Prints, for each workaround of fcn_keras._compat, whether Keras still fails without it.
+
+    A fresh small model is fitted under ``strategy`` with every workaround but one; the expected
+    upstream failure prints ``COMPAT <name>: needed``, a successful fit ``COMPAT <name>: not needed``.
+    Both failures happen while tracing or before the first collective, on every worker alike.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from fcn_keras import _compat
+    from fcn_keras.training import shard_by_data
+
+    symptoms = {"skip_fit_peek": "Attempt to convert a value (PerReplica",
+                "vector_step_logs": "Invalid reduction dimension 0 for input with 0 dimensions"}
+    zeros = np.zeros((4, 4, 2), "float32")
+    data = shard_by_data(tf.data.Dataset.from_tensors((zeros[..., :1], zeros)).repeat(4).batch(2))
+    for name, symptom in symptoms.items():
+        with strategy.scope():
+            model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 1)])
+            model.compile(optimizer="sgd", loss="mse")
+            model.optimizer.build(model.trainable_variables)
+        for other in symptoms:
+            if other != name:
+                getattr(_compat, other)(model)
+        try:
+            model.fit(data, steps_per_epoch=1, verbose=0)
+            print(f"COMPAT {name}: not needed")
+        except ValueError as exc:
+            verdict = "needed" if symptom in str(exc) else "other error"
+            print(f"COMPAT {name}: {verdict} ({str(exc).splitlines()[0][:160]})")
+
+
 def main(argv=None) -> None:
     keras.config.disable_traceback_filtering()
     parser = argparse.ArgumentParser()
@@ -80,6 +114,7 @@ def main(argv=None) -> None:
     parser.add_argument("--strategy", default=None)
     parser.add_argument("--logical-cpus", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--probe-compat", action="store_true", help="then probe_compat() under the strategy")
     parser.add_argument("--then-one-device", default=None,
                         help="then train the same steps again into this directory without a strategy (one device)")
     args = parser.parse_args(argv)
@@ -96,6 +131,8 @@ def main(argv=None) -> None:
         result = train(tiny_recipe(), out, strategy=strategy, steps=args.steps, verbose=2, callbacks=callbacks)
         print("replicas:", result["model_object"].distribute_strategy.num_replicas_in_sync)
         print("RESULT global_step", result["global_step"], "resumed_from", result["resumed_from"])
+    if args.probe_compat:
+        probe_compat(result["model_object"].distribute_strategy)
 
 
 if __name__ == "__main__":

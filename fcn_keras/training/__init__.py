@@ -1,0 +1,41 @@
+"""Training FCNs with ``model.fit``: recipes in, models, logs and an exact resume state out.
+
+``train(recipe, out_dir)`` is the front door (:mod:`fcn_keras.training.train`).
+One concept per module:
+
+- :mod:`~fcn_keras.training.init` — the recipe's model; staged init by layer name;
+- :mod:`~fcn_keras.training.compile` — loss, Caffe SGD, metrics, dtype policy, training state built before ``fit``;
+- :mod:`~fcn_keras.training.data` — the recipe's datasets, batches a pure function of ``(seed, epoch, step)``;
+- :mod:`~fcn_keras.training.distribution` — strategy, chief, per-worker directories, data sharding;
+- :mod:`~fcn_keras.training.callbacks` — NaN stop, best checkpoint;
+- :mod:`~fcn_keras.training.resume` — the exact resume state;
+- :mod:`~fcn_keras.training.saving` — variables as NumPy, models saved without training state.
+
+Only public Keras and TensorFlow API is used; the two Keras bugs that
+multi-worker training needs worked around are in :mod:`fcn_keras._compat`.
+
+Example:
+    >>> from fcn_keras.training import train
+    >>> result = train("tiny_synthetic", "/tmp/fcn-run", steps=4)  # doctest: +SKIP
+"""
+
+from fcn_keras.training.callbacks import MONITOR, BestCheckpoint, StopOnNaN, TrainingDiverged
+from fcn_keras.training.compile import build_training_state, compile_model, dtype_policy, make_optimizer
+from fcn_keras.training.data import (
+    class_names_of, data_sources, epoch_seed, label_checked, pipeline_preprocessing, train_dataset, val_dataset,
+)
+from fcn_keras.training.distribution import (
+    is_chief, is_multi_worker, num_workers, resolve_strategy, shard_by_data, worker_directory,
+)
+from fcn_keras.training.init import build_model, init_from_model, iter_layers
+from fcn_keras.training.resume import ResumeState, truncate_csv_log
+from fcn_keras.training.saving import save_model, variable_values
+from fcn_keras.training.train import train
+
+__all__ = [
+    "MONITOR", "BestCheckpoint", "ResumeState", "StopOnNaN", "TrainingDiverged",
+    "build_model", "build_training_state", "class_names_of", "compile_model", "data_sources", "dtype_policy", "epoch_seed",
+    "init_from_model", "is_chief", "is_multi_worker", "iter_layers", "label_checked", "make_optimizer",
+    "num_workers", "pipeline_preprocessing", "resolve_strategy", "save_model", "shard_by_data", "train", "train_dataset",
+    "truncate_csv_log", "val_dataset", "variable_values", "worker_directory",
+]

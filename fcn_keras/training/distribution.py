@@ -1,0 +1,118 @@
+"""Which ``tf.distribute`` strategy trains, which process writes, and how the data is split.
+
+Everything here is public TensorFlow API: ``tf.distribute.MultiWorkerMirroredStrategy``
+and its ``cluster_resolver``, ``strategy.extended.should_checkpoint`` (the chief
+of a multi-worker cluster, or the only process otherwise) and tf.data's
+``AutoShardPolicy``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+"""The strategy names :func:`resolve_strategy` accepts (besides ``None`` and a ``tf.distribute.Strategy``)."""
+
+
+def resolve_strategy(strategy: str | tf.distribute.Strategy | None = None) -> tf.distribute.Strategy:
+    """The ``tf.distribute.Strategy`` that a ``strategy`` argument of :func:`~fcn_keras.training.train` names.
+
+    ``None`` or ``"default"``: the current (default) strategy, one device;
+    ``"mirrored"``: ``MirroredStrategy`` over all local GPUs (or the CPU);
+    ``"multi_worker"``: ``MultiWorkerMirroredStrategy`` from the ``TF_CONFIG``
+    environment variable; or a ``tf.distribute.Strategy``, returned as it is.
+
+    Example:
+        >>> resolve_strategy(None).num_replicas_in_sync
+        1
+        >>> resolve_strategy("pipeline")
+        Traceback (most recent call last):
+        ...
+        ValueError: strategy must be None, 'default', 'mirrored', 'multi_worker' or a tf.distribute.Strategy, got 'pipeline'
+    """
+    if strategy is None or strategy == "default":
+        return tf.distribute.get_strategy()
+    if strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if strategy == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy='multi_worker' needs the TF_CONFIG environment variable (cluster and task)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if isinstance(strategy, tf.distribute.Strategy):
+        return strategy
+    raise ValueError(f"strategy must be None, 'default', 'mirrored', 'multi_worker' or a tf.distribute.Strategy, "
+                     f"got {strategy!r}")
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """How many processes train together: the chief and workers of a ``MultiWorkerMirroredStrategy``, else 1.
+
+    Example:
+        >>> num_workers(resolve_strategy(None))
+        1
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    spec = strategy.cluster_resolver.cluster_spec()
+    return max(1, sum(spec.num_tasks(job) for job in ("chief", "worker") if job in spec.jobs))
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether several processes train together (a ``MultiWorkerMirroredStrategy`` cluster of two or more).
+
+    Example:
+        >>> is_multi_worker(resolve_strategy(None))
+        False
+    """
+    return num_workers(strategy) > 1
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the files others read (models, resume state): not a non-chief worker.
+
+    The chief is the ``chief`` task of a multi-worker cluster, or worker 0
+    when the cluster has no chief (TensorFlow's
+    ``strategy.extended.should_checkpoint``); a single process always is.
+
+    Example:
+        >>> is_chief(resolve_strategy(None))
+        True
+    """
+    return bool(strategy.extended.should_checkpoint)
+
+
+def worker_directory(strategy: tf.distribute.Strategy, out_dir: str | os.PathLike) -> Path:
+    """Where this process writes its logs and models: ``out_dir`` for the chief, ``out_dir/worker-<i>`` otherwise.
+
+    Non-chief workers of a multi-worker run write apart, so that no two
+    processes write one file; all of them resume from the chief's state.
+
+    Example:
+        >>> str(worker_directory(resolve_strategy(None), "runs/a"))
+        'runs/a'
+    """
+    if is_chief(strategy):
+        return Path(out_dir)
+    return Path(out_dir) / f"worker-{strategy.cluster_resolver.task_id}"
+
+
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """The dataset with tf.data's DATA auto-shard policy: each worker keeps its share of every global batch.
+
+    Every worker then builds the same global-batch pipeline (the same
+    shuffling and augmentation for a seed), and the workers together train
+    exactly the batches one process would. The policy only acts under a
+    multi-worker strategy; elsewhere it changes nothing.
+
+    Example:
+        >>> ds = shard_by_data(tf.data.Dataset.range(4))
+        >>> ds.options().experimental_distribute.auto_shard_policy.name
+        'DATA'
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+

@@ -1,0 +1,61 @@
+"""The training data is a pure function of (seed, epoch, step); models are saved without training state."""
+
+from __future__ import annotations
+
+import numpy as np
+import keras
+
+from fcn_keras.training import data_sources, save_model, train_dataset
+from tests.training import tiny
+
+
+def _batches(dataset):
+    return [(x.numpy(), y.numpy()) for x, y in dataset]
+
+
+def test_every_iteration_of_the_training_data_yields_the_same_batches(tmp_path):
+    # Keras' fit iterates the data once more before training under a tf.distribute strategy (a peek at
+    # one batch); make_pipeline re-randomises on each iteration of one pipeline. The training data
+    # must not depend on how often it was iterated, or Mirrored would train other batches than one device.
+    recipe = tiny.tiny_recipe(data={"synthetic_images": 8}, training={"steps": 6, "steps_per_epoch": 3})
+    source, _ = data_sources(recipe, None, tmp_path)
+    dataset = train_dataset(recipe, source, range(0, 2))
+    next(iter(dataset))  # the peek
+    first, second = _batches(dataset), _batches(dataset)
+    assert len(first) == 6
+    for (x1, y1), (x2, y2) in zip(first, second):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    # Epochs differ (each its own seed), and skipping drops exactly the leading batches (a resumed epoch).
+    assert not np.array_equal(first[0][0], first[3][0])
+    resumed = _batches(train_dataset(recipe, source, range(1, 2), skip=1))
+    for (x1, y1), (x2, y2) in zip(first[4:], resumed):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+
+
+@keras.saving.register_keras_serializable(package="fcn_keras_tests")
+class Subclassed(keras.Model):
+    def __init__(self, units=2, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.dense = keras.layers.Dense(units)
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_save_model_keeps_the_class_and_weights_and_drops_training_state(tmp_path):
+    model = Subclassed(units=3)
+    model(np.zeros((1, 4), "float32"))
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.ones((2, 4), "float32"), np.ones((2, 3), "float32"), verbose=0)
+    save_model(model, tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert type(loaded) is Subclassed and loaded.units == 3 and not loaded.compiled
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]  # no temporary file left
