@@ -6,13 +6,9 @@
 - :mod:`fcn_keras.caffe.fcn`: :func:`load_caffe_weights`, the exact mapping onto a reference FCN.
 
 Example:
-    >>> import numpy as np, os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.caffemodel")
-    >>> w = np.arange(6, dtype="float32").reshape(2, 3, 1, 1)
-    >>> write_caffemodel(path, [CaffeLayer("score", "Convolution", blobs=[w, np.zeros(2, "float32")])])
-    >>> layer = read_caffemodel(path)["score"]
-    >>> layer.type, layer.blobs[0].shape
-    ('Convolution', (2, 3, 1, 1))
+    >>> from fcn_keras import caffe
+    >>> caffe.read_caffemodel is caffe.reader.read_caffemodel
+    True
 """
 
 from fcn_keras.caffe.fcn import load_caffe_weights

@@ -87,7 +87,15 @@ def resolve_identity(num_classes: int | None, class_names: Sequence[str] | None,
 
 @contextlib.contextmanager
 def dtype_policy(policy) -> Iterator[None]:
-    """Builds layers under ``policy`` (a name, a ``DTypePolicy`` or its config); ``None`` leaves the global one."""
+    """Sets the global dtype policy inside the block (a name, a ``DTypePolicy`` or its config; ``None``: unchanged).
+
+    Example:
+        >>> with dtype_policy("mixed_bfloat16"):
+        ...     keras.config.dtype_policy().name
+        'mixed_bfloat16'
+        >>> keras.config.dtype_policy().name
+        'float32'
+    """
     if policy is None:
         yield
         return
@@ -252,7 +260,7 @@ class SegmentationModel(keras.Model):
         """The identity, plus (here) the functional graph; subclasses add their constructor arguments instead."""
         config = self._identity_config()
         if type(self) is SegmentationModel:
-            config.update(keras.Model(self.inputs, self.outputs, name=self.name).get_config())
+            config.update(keras.Model(self.input, self.output, name=self.name).get_config())
             config.update({"architecture": self.architecture, "backbone": self.backbone})
         return config
 
@@ -281,12 +289,12 @@ def require_segmentation_model(model) -> SegmentationModel:
         >>> require_segmentation_model(keras.Model(x, x))
         Traceback (most recent call last):
         ...
-        TypeError: need an fcn_keras.models.SegmentationModel, which knows its classes and preprocessing; got a Functional. Wrap a plain Keras model: SegmentationModel(model.inputs, model.outputs, architecture=..., backbone=..., class_names=[...], preprocessing=..., include_preprocessing=...)
+        TypeError: need an fcn_keras.models.SegmentationModel, which knows its classes and preprocessing; got a Functional. Wrap a plain Keras model: SegmentationModel(model.input, model.output, architecture=..., backbone=..., class_names=[...], preprocessing=..., include_preprocessing=...)
     """
     if not isinstance(model, SegmentationModel):
         raise TypeError(
             f"need an fcn_keras.models.SegmentationModel, which knows its classes and preprocessing; got a "
-            f"{type(model).__name__}. Wrap a plain Keras model: SegmentationModel(model.inputs, model.outputs, "
+            f"{type(model).__name__}. Wrap a plain Keras model: SegmentationModel(model.input, model.output, "
             f"architecture=..., backbone=..., class_names=[...], preprocessing=..., include_preprocessing=...)"
         )
     return model

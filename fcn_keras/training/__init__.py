@@ -20,7 +20,8 @@ Example:
 """
 
 from fcn_keras.training.callbacks import MONITOR, BestCheckpoint, StopOnNaN, TrainingDiverged
-from fcn_keras.training.compile import build_training_state, compile_model, dtype_policy, make_optimizer
+from fcn_keras.models.segmentation_model import dtype_policy
+from fcn_keras.training.compile import build_training_state, compile_model, make_optimizer
 from fcn_keras.training.data import (
     class_names_of, data_sources, epoch_seed, label_checked, pipeline_preprocessing, train_dataset, val_dataset,
 )

@@ -1,9 +1,6 @@
-"""The recipe's loss, Caffe SGD and metrics on a model, its mixed-precision policy, and its training state built up front."""
+"""The recipe's loss, Caffe SGD and metrics on a model, and its training state built up front."""
 
 from __future__ import annotations
-
-import contextlib
-from typing import Iterator
 
 import keras
 import numpy as np
@@ -76,22 +73,3 @@ def build_training_state(model: keras.Model) -> None:
     with keras.StatelessScope():
         model.compute_loss(x=None, y=y, y_pred=y_pred)
         model.compute_metrics(None, y, y_pred, sample_weight=None)
-
-
-@contextlib.contextmanager
-def dtype_policy(name: str) -> Iterator[None]:
-    """Sets Keras' global dtype policy (``"float32"``, ``"mixed_float16"``, ...) inside the block only.
-
-    Example:
-        >>> with dtype_policy("mixed_bfloat16"):
-        ...     keras.config.dtype_policy().name
-        'mixed_bfloat16'
-        >>> keras.config.dtype_policy().name
-        'float32'
-    """
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)

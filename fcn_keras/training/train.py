@@ -14,7 +14,8 @@ from fcn_keras import _compat
 from fcn_keras.files import write_text
 from fcn_keras.recipes import Recipe, load_recipe, recipe_to_dict
 from fcn_keras.training.callbacks import BestCheckpoint, StopOnNaN, TrainingDiverged
-from fcn_keras.training.compile import build_training_state, compile_model, dtype_policy
+from fcn_keras.models.segmentation_model import dtype_policy
+from fcn_keras.training.compile import build_training_state, compile_model
 from fcn_keras.training.data import (
     class_names_of, data_sources, pipeline_preprocessing, train_dataset, val_dataset,
 )
