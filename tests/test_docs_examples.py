@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import textwrap
@@ -116,7 +117,7 @@ def stand_ins(tmp_path_factory) -> Path:
 
 # Runs in the page's process: executes the blocks in one namespace, names the first one that fails.
 _RUNNER = r'''
-import json, resource, sys, time, traceback
+import json, os, resource, sys, time, traceback
 
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -143,6 +144,9 @@ for block in spec["blocks"]:
         sys.exit(1)
     sys.stdout.flush()
     lap(f"block at line {block['line']}", since)
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)  # every block ran: skip the interpreter's teardown of TensorFlow (a second of CPU per page)
 '''
 
 
@@ -181,11 +185,15 @@ def test_page_examples_run(page, tmp_path, stand_ins):
             "setup": [_zoo_cache_stand_in(name, stand_ins / name) for name in ZOO_STAND_INS.get(page, ())]}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     (tmp_path / "runner.py").write_text(_RUNNER)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         run = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "spec.json")], cwd=work,
                              env=_environment(tmp_path), capture_output=True, text=True, timeout=PAGE_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{page}: its examples ran past {PAGE_TIMEOUT_S} s\n{(exc.stderr or '')[-4000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"[docs test] {page}: {after.ru_utime - before.ru_utime:.1f} s user + "
+          f"{after.ru_stime - before.ru_stime:.1f} s system CPU in all")
     print(run.stdout[-4000:])
     print("\n".join(line for line in run.stderr.splitlines() if line.startswith("[docs test]")))
     if run.returncode == 0:
