@@ -23,6 +23,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -66,8 +67,7 @@ def python_blocks(path: Path) -> list[tuple[int, str]]:
 
 
 def _first_line(source: str) -> str:
-    return next((line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")),
-                source.strip().splitlines()[0] if source.strip() else "")
+    return next((line.strip() for line in source.splitlines() if line.strip()), "")
 
 
 def _zoo_cache_stand_in(name: str, shared: Path) -> str:
@@ -110,9 +110,11 @@ else:
 
 
 @pytest.fixture(scope="module")
-def stand_ins(tmp_path_factory) -> Path:
+def stand_ins(tmp_path_factory):
     """Where the zoo stand-ins built by one page are kept for the next (the module's pages run in one worker)."""
-    return tmp_path_factory.mktemp("zoo-stand-ins")
+    directory = tmp_path_factory.mktemp("zoo-stand-ins")
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)  # 0.5 GB per full-size stand-in: not left for pytest's retention
 
 
 # Runs in the page's process: executes the blocks in one namespace, names the first one that fails.
@@ -159,7 +161,7 @@ def _environment(tmp: Path) -> dict:
         "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         "FCN_KERAS_HOME": str(tmp / "fcn_keras_home"),  # no cached zoo weights
         "KERAS_HOME": str(tmp / "keras_home"),          # no cached keras.applications weights
-        "KERAS_BACKEND": "tensorflow",                  # the pages' default backend, also in CI's JAX pass
+        "KERAS_BACKEND": "tensorflow",                  # the pages' default backend, whatever the caller's
         "MPLBACKEND": "Agg",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONUNBUFFERED": "1",
@@ -190,8 +192,10 @@ def test_page_examples_run(page, tmp_path, stand_ins):
         run = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "spec.json")], cwd=work,
                              env=_environment(tmp_path), capture_output=True, text=True, timeout=PAGE_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{page}: its examples ran past {PAGE_TIMEOUT_S} s\n{(exc.stderr or '')[-4000:]}")
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        pytest.fail(f"{page}: its examples ran past {PAGE_TIMEOUT_S} s\n{stderr[-4000:]}", pytrace=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    shutil.rmtree(tmp_path / "fcn_keras_home", ignore_errors=True)
     print(f"[docs test] {page}: {after.ru_utime - before.ru_utime:.1f} s user + "
           f"{after.ru_stime - before.ru_stime:.1f} s system CPU in all")
     print(run.stdout[-4000:])
