@@ -251,9 +251,9 @@ class SegmentationModel(keras.Model):
         config = {"name": self.name, "trainable": self.trainable,
                   "class_names": list(self.class_names), "palette": self._palette.tolist(),
                   "ignore_label": self.ignore_label, "preprocessing": self.preprocessing,
-                  "include_preprocessing": self.include_preprocessing, "card": self.card}
-        if self.dtype_policy.name != keras.config.dtype_policy().name or self.dtype_policy.name != "float32":
-            config["dtype"] = keras.dtype_policies.serialize(self.dtype_policy)
+                  "include_preprocessing": self.include_preprocessing, "card": self.card,
+                  # Always: a file saved under one global policy loads with its own under any other.
+                  "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
         return config
 
     def get_config(self) -> dict[str, Any]:

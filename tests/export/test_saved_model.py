@@ -95,7 +95,7 @@ def test_model_that_changes_size_is_refused(tmp_path):
 def test_a_plain_keras_model_is_refused_with_how_to_wrap_it(tmp_path):
     inputs = keras.Input((None, None, 3))
     plain = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="conv1_1")(inputs))  # no guessing from names
-    with pytest.raises(TypeError, match=r"SegmentationModel.*SegmentationModel\(model.inputs, model.outputs"):
+    with pytest.raises(TypeError, match=r"SegmentationModel.*SegmentationModel\(model.input, model.output"):
         export_saved_model(plain, tmp_path / "m", verbose=False)
     assert not (tmp_path / "m").exists()
 
