@@ -7,8 +7,7 @@ dense layers; nested models are counted through. Pooling, activations, crops
 and sums are left out: they are memory-bound and tiny next to the
 convolutions. For FCN-8s at 500x500 (700x700 after conv1_1's 100-pixel pad)
 this gives about 362 GFLOP, as stated in the reference facts: count the plain
-network's graph for that figure. A layer called more than once in the graph
-counts every call. An FCN's graph is the reference's whether its calls run the
+network's graph for that figure. Every counted layer is called once in an FCN's graph. An FCN's graph is the reference's whether its calls run the
 exact fast formulation or not (``fast=``), so the count is the reference's
 arithmetic: what the fast formulation skips (the pad's constant margin) and how
 it computes the rest (Winograd, per-channel upsampling) are not seen — a layer
@@ -46,23 +45,39 @@ def model_flops(model: keras.Model, height: int, width: int, batch: int = 1) -> 
 
 
 def _count(model: keras.Model, input_shape: tuple) -> dict[str, int]:
-    # The model's own graph nodes: a layer shared with another model (a keras.applications
-    # encoder) has other nodes too, whose tensors are not connected to this model's input.
-    nodes = [node for depth in sorted(model._nodes_by_depth, reverse=True) for node in model._nodes_by_depth[depth]
-             if _is_counted(node.operation)]
+    graph = keras.Model(model.input, model.output)  # the functional graph as a plain model, whatever the class
+    counted = [layer for layer in graph.layers if _is_counted(layer)]
     # One symbolic pass with the concrete input shape gives every counted layer's input and output shape.
-    probe = keras.Model(model.inputs, [t for node in nodes for t in (node.input_tensors[0], node.outputs[0])])
-    specs = probe.compute_output_spec(keras.KerasTensor(input_shape))
+    # (A nested model's output is not needed: it is counted from its own graph.)
+    tensors = [t for layer in counted for t in (_input_in(graph, layer),
+                                                 _input_in(graph, layer) if isinstance(layer, keras.Model) else layer.output)]
+    specs = keras.Model(graph.input, tensors).compute_output_spec(keras.KerasTensor(input_shape))
     flops: dict[str, int] = {}
-    for i, node in enumerate(nodes):
-        layer = node.operation
-        in_shape, out_shape = tuple(specs[2 * i].shape), tuple(specs[2 * i + 1].shape)
+    for i, layer in enumerate(counted):
+        in_shape = tuple(specs[2 * i].shape)
         if isinstance(layer, keras.Model):
             for key, value in _count(layer, in_shape).items():
                 flops[f"{layer.name}/{key}"] = flops.get(f"{layer.name}/{key}", 0) + value
         else:
-            flops[layer.name] = flops.get(layer.name, 0) + _flops(layer, in_shape, out_shape)
+            flops[layer.name] = _flops(layer, in_shape, tuple(specs[2 * i + 1].shape))
     return flops
+
+
+def _input_in(graph: keras.Model, layer):
+    """The tensor feeding ``layer`` in ``graph``.
+
+    A layer's ``input`` is that of its first call; a nested model's first "call" is its
+    own graph, so its input in ``graph`` is read from the graph's config: the layer (or
+    the graph's input) its call names. Every other counted layer is called once.
+    """
+    if not isinstance(layer, keras.Model):
+        return layer.input
+    node = next(entry for entry in graph.get_config()["layers"] if entry["name"] == layer.name)["inbound_nodes"][0]
+    source, _, index = node["args"][0]["config"]["keras_history"]
+    producer = graph.get_layer(source)
+    if isinstance(producer, keras.layers.InputLayer):
+        return graph.input
+    return keras.tree.flatten(producer.output)[index]
 
 
 def _is_counted(layer) -> bool:
