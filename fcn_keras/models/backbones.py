@@ -88,7 +88,12 @@ BACKBONES: dict[str, Backbone] = {
 
 
 def get_backbone(name: str) -> Backbone:
-    """Looks up a backbone by name, with an error that lists the known ones."""
+    """Looks up a backbone by name, with an error that lists the known ones.
+
+    Example:
+        >>> get_backbone("mobilenet_v2").preprocessing
+        'tf'
+    """
     if name not in BACKBONES:
         raise ValueError(f"Unknown backbone={name!r}; choose one of {sorted(BACKBONES)}")
     return BACKBONES[name]

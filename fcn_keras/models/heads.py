@@ -59,6 +59,14 @@ def fcn_head(head: Head, features: dict, image, layer: Callable[[str], Callable]
 
     The same wiring builds the functional graph (``layer`` creates the layers)
     and runs the fast formulation (``layer`` looks them up in a built model).
+
+    Example:
+        >>> import keras
+        >>> image = keras.Input((64, 64, 3))
+        >>> features = {s: keras.Input((64 // s, 64 // s, 8)) for s in (8, 16, 32)}
+        >>> table = head_layers(HEADS["fcn8s"], 3, reference=False, trainable_upsampling=False)
+        >>> fcn_head(HEADS["fcn8s"], features, image, table.__getitem__, reference=False).shape
+        (None, 64, 64, 3)
     """
     scores = layer("score_fr")(features[32])
     for skip in head.skips:

@@ -53,7 +53,15 @@ def fast_fcn(model, inputs, training=None):
 
 
 def vgg16_trunk(layer: Callable, x, training=None) -> dict:
-    """The reference trunk's features by stride, from the layers ``layer(name)``, skipping the margin."""
+    """The reference trunk's features by stride, from the layers ``layer(name)``, skipping the margin.
+
+    Example:
+        >>> import numpy as np
+        >>> from fcn_keras.models import fcn32s
+        >>> features = vgg16_trunk(fcn32s(num_classes=2).get_layer, np.zeros((1, 64, 80, 3), "float32"))
+        >>> [tuple(features[s].shape[1:3]) for s in (8, 16, 32)]
+        [(33, 35), (17, 18), (3, 3)]
+    """
     conv1_1 = layer("conv1_1")
     # The background of blocks 1-3 comes from a small zero proxy; the image's part
     # starts with the two pad pixels conv1_1 reads next to it.
