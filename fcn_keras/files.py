@@ -78,7 +78,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary file path next to ``path``; renames it to ``path`` when the block succeeds.
 
     The parent directory is created if needed. The temporary name keeps the
-    suffix, so writers that dispatch on it (PIL, ``model.save``) work. On an
+    suffixes, so writers that dispatch on them (PIL, ``model.save``,
+    ``model.save_weights``) work. On an
     error the temporary file is removed and ``path`` is left as it was.
 
     Example:
@@ -91,7 +92,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    # All the name's suffixes: writers that check the ending (Keras' ".weights.h5") accept it.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -172,13 +172,8 @@ def cached_conversion(card: dict) -> Path | None:
 
 
 def _save_weights(model: keras.Model, path: Path) -> None:
-    # Keras refuses a weights file whose name does not end in ".weights.h5", and
-    # atomic_path's temporary name ends in ".tmp.h5": the weights are saved under
-    # their own name in a scratch directory, then handed to atomic_path to publish.
-    with atomic_path(path) as tmp, tempfile.TemporaryDirectory(dir=path.parent, prefix=".save-") as scratch:
-        staged = Path(scratch) / path.name
-        model.save_weights(staged)
-        os.replace(staged, tmp)
+    with atomic_path(path) as tmp:
+        model.save_weights(tmp)
 
 
 def save_conversion(card: dict, model: keras.Model, source: Path, digests: dict) -> Path:
