@@ -57,17 +57,14 @@ def load_keras_model(spec: str, weights: str | None = None) -> SegmentationModel
         raise CommandError("--weights only applies to zoo models")
     path = Path(spec)
     if path.suffix == ".keras":
-        if not path.is_file():
-            raise CommandError(f"model file {spec} does not exist")
-        import keras
+        from fcn_keras.export.command import load_model
 
-        from fcn_keras.models import SegmentationModel  # `import fcn_keras` registered every class
-
-        model = keras.saving.load_model(path, compile=False)
-        if not isinstance(model, SegmentationModel):
-            raise CommandError(f"{spec} holds a {type(model).__name__}, not an fcn_keras model (a SegmentationModel "
-                               "that knows its classes, palette and preprocessing); build it with fcn_keras")
-        return model
+        try:
+            return load_model(path)
+        except FileNotFoundError:
+            raise CommandError(f"model file {spec} does not exist") from None
+        except TypeError as exc:  # not a SegmentationModel
+            raise CommandError(f"{spec}: {exc}") from None
     if saved_model_dir(path) is not None:
         raise CommandError(f"{spec} is a SavedModel; this command needs a Keras model (a zoo name or a .keras file)")
     raise CommandError(f"model {spec!r} is not a zoo name (known: {', '.join(zoo.list_models())}) "
