@@ -163,12 +163,13 @@ def build_fcn(
     """
     if weights is not None and not isinstance(weights, str):
         raise ValueError(f"weights must be None, 'imagenet' or a file path, got {weights!r}")
-    spec = backbones.get_backbone(backbone) if architecture in HEADS else None
+    # The reference trunk is initialised after construction; keras.applications encoders load their own.
+    reference = backbones.get_backbone(backbone).reference
     model = FCN(architecture, num_classes, class_names=class_names, palette=palette, ignore_label=ignore_label,
                 backbone=backbone, input_shape=input_shape, include_preprocessing=include_preprocessing,
                 preprocessing=preprocessing, trainable_upsampling=trainable_upsampling, fast=fast, card=card,
-                backbone_weights=None if spec is None or spec.reference else weights, name=name)
-    if weights is not None and spec.reference:
+                backbone_weights=None if reference else weights, name=name)
+    if weights is not None and reference:
         backbones.load_vgg16_weights(model, weights)
     return model
 

@@ -267,10 +267,7 @@ class SegmentationModel(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         if cls is not SegmentationModel:
-            config = dict(config)
-            dtype = config.pop("dtype", None)
-            with dtype_policy(dtype):
-                return cls(**config, dtype=dtype) if dtype is not None else cls(**config)
+            return cls(**config)  # subclasses build their layers under the config's dtype policy themselves
         identity = {k: config[k] for k in ("architecture", "backbone", "class_names", "palette", "ignore_label",
                                            "preprocessing", "include_preprocessing", "card") if k in config}
         functional = keras.Model.from_config({k: v for k, v in config.items() if k not in identity},
