@@ -29,9 +29,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ARCHITECTURES = ("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce")
-DATASETS = ("synthetic", "voc", "sbd", "prepared")
+DATASETS = ("synthetic", "voc", "sbd", "prepared", "folder")
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 SCHEDULES = ("fixed", "poly", "step")
+OPTIMIZERS = ("caffe_sgd", "adamw")
 
 
 class RecipeError(ValueError):
@@ -58,8 +59,9 @@ class InitSection:
 @dataclass(frozen=True)
 class DataSection:
     dataset: str = "voc"
-    train_split: str = "train"
+    train_split: str = "train"  # folder datasets: <root>/<split>.txt, or a split file's path
     val_split: str = "val"
+    metadata: str = ""  # folder datasets: class names, colours, void value (a TOML path or a shipped name)
     batch_size: int = 1
     crop_size: list = field(default_factory=list)  # [] = native size, else [h, w]
     flip: bool = False
@@ -77,6 +79,8 @@ class LossSection:
 
 @dataclass(frozen=True)
 class OptimizerSection:
+    # caffe_sgd: the reference solver (coupled L2 decay, bias multiplier). adamw: Keras' AdamW, for training
+    # from scratch; momentum is its beta_1, weight_decay is decoupled and spares biases and BatchNorm.
     name: str = "caffe_sgd"
     learning_rate: float = 1e-10
     momentum: float = 0.99
@@ -101,6 +105,9 @@ class TrainingSection:
     seed: int = 0
     deterministic: bool = False  # TensorFlow op determinism (bit-exact resume and reruns)
     checkpoint_every: int = 1000  # steps between resume checkpoints (and at every epoch end)
+    # BatchNorm models: training batches the moving statistics are re-estimated from before each validation
+    # (fcn_keras.training.batchnorm); 0 keeps the moving averages of training.
+    batchnorm_batches: int = 16
 
 
 @dataclass(frozen=True)
@@ -151,7 +158,7 @@ _CHOICES = {
     ("model", "architecture"): ARCHITECTURES,
     ("data", "dataset"): DATASETS,
     ("loss", "reduction"): ("sum", "mean"),
-    ("optimizer", "name"): ("caffe_sgd",),
+    ("optimizer", "name"): OPTIMIZERS,
     ("schedule", "name"): SCHEDULES,
     ("training", "mixed_precision"): POLICIES,
 }

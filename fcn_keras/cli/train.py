@@ -28,7 +28,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p = add_command(commands, "train", "train an FCN from a recipe with model.fit (resumable)", """
         Train the model a recipe describes (architecture, dataset, crops, optimizer, schedule, steps,
         precision): a shipped recipe name (zoo/recipes: fcn32s_voc, fcn16s_voc, fcn8s_voc,
-        fcn8s_atonce_voc, fcn32s_voc_paper, tiny_synthetic) or a recipe TOML file. --out receives
+        fcn8s_atonce_voc, fcn32s_voc_paper, camvid_mobilenet_v2_scratch, camvid_fcn8s_vgg16,
+        tiny_synthetic) or a recipe TOML file. For a folder dataset (dataset = "folder", such as
+        CamVid), --data is the folder holding its split files (train.txt, val.txt). --out receives
         model.keras, best.keras (best validation mean IU), train_log.csv, tensorboard/ and a resume
         state: if the run is interrupted, the same command resumes it where it stopped. A non-empty
         --out without a resume state is refused unless --overwrite (which starts afresh).
@@ -37,15 +39,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         fcn-keras train fcn32s_voc --sbd ~/data/benchmark_RELEASE --voc ~/data/VOC2011 --out runs/fcn32s
         fcn-keras train fcn16s_voc --sbd ~/data/benchmark_RELEASE --voc ~/data/VOC2011 \\
             --init runs/fcn32s/model.keras --out runs/fcn16s
+        fcn-keras train camvid_mobilenet_v2_scratch --data ~/data/camvid --out runs/camvid
         fcn-keras train my_recipe.toml --data ~/data/VOCdevkit/VOC2012 --out runs/mine   # dataset = "voc"
         """)
     p.add_argument("recipe", metavar="RECIPE", help="a shipped recipe name or a recipe .toml file")
     p.add_argument("--out", required=True, help="run directory (models, logs, resume state)")
-    p.add_argument("--data", metavar="ROOT", help="the recipe's dataset: a VOC root or a prepared directory")
+    p.add_argument("--data", metavar="ROOT", help="the recipe's dataset: a VOC root, a folder of split files or a prepared directory")
     p.add_argument("--voc", metavar="ROOT", help="SBD recipes: the VOC root for seg11valid validation")
     p.add_argument("--sbd", metavar="ROOT", help="SBD recipes: the SBD root (benchmark_RELEASE)")
     p.add_argument("--val-data", metavar="DIR", help="prepared recipes: the prepared validation directory")
-    p.add_argument("--init", help="initial weights: 'imagenet', 'none' or a .keras model (layers copied by name)")
+    p.add_argument("--init", help="initial weights: 'imagenet' (or a local copy of keras.applications' ImageNet "
+                   ".h5), 'none' or a .keras model (layers copied by name)")
     p.add_argument("--steps", type=positive, help="override the recipe's number of training steps")
     p.add_argument("--strategy", choices=("mirrored", "multi_worker"), help="distribute over devices/workers")
     p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out and start afresh")

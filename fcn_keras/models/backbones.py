@@ -219,7 +219,9 @@ def load_vgg16_weights(fcn: keras.Model, weights: str) -> None:
             raise RuntimeError(
                 "Could not download the ImageNet VGG16 weights with top "
                 f"({_VGG16_WEIGHTS_FILE}, fetched by keras.applications.VGG16): {exc}. "
-                "Offline, copy that file here from a machine with network access and pass weights=<its path>."
+                f"Offline, copy that file from a machine with network access into Keras' cache "
+                f"({os.path.join(os.environ.get('KERAS_HOME', os.path.join('~', '.keras')), 'models')}), or pass its "
+                "path: weights=<path> (build_fcn), --init <path> (fcn-keras train)."
             ) from exc
     else:
         if not os.path.isfile(weights):

@@ -11,8 +11,8 @@ from fcn_keras.optimizers import CaffeSGD
 from fcn_keras.recipes import Recipe
 
 
-def make_optimizer(recipe: Recipe) -> CaffeSGD:
-    """The recipe's Caffe SGD with its learning-rate schedule.
+def make_optimizer(recipe: Recipe) -> keras.optimizers.Optimizer:
+    """The recipe's optimizer (Caffe SGD or AdamW) with its learning-rate schedule.
 
     Example:
         >>> from fcn_keras.recipes import load_recipe
@@ -26,6 +26,10 @@ def make_optimizer(recipe: Recipe) -> CaffeSGD:
         lr = keras.optimizers.schedules.PolynomialDecay(lr, t.steps, end_learning_rate=0.0, power=s.power)
     elif s.name == "step":
         lr = keras.optimizers.schedules.ExponentialDecay(lr, s.step_size, s.gamma, staircase=True)
+    if o.name == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=o.weight_decay, beta_1=o.momentum)
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        return optimizer
     multipliers = {"*bias": (o.bias_lr_multiplier, 0.0), "*": (1.0, 1.0)}
     return CaffeSGD(learning_rate=lr, momentum=o.momentum, weight_decay=o.weight_decay, multipliers=multipliers)
 

@@ -33,7 +33,9 @@ def data_sources(recipe: Recipe, data_root: str | os.PathLike | dict | None, out
     """``(train_source, val_source)`` for the recipe's dataset.
 
     ``data_root``: the dataset folder (VOC layout for ``voc``; a prepared
-    folder for ``prepared``), a dict ``{"sbd": ..., "voc": ...}`` for ``sbd``
+    folder for ``prepared``; for ``folder``, the folder holding the split
+    files ``<train_split>.txt`` and ``<val_split>.txt`` of ``image label``
+    lines, read with the recipe's ``metadata``), a dict ``{"sbd": ..., "voc": ...}`` for ``sbd``
     (SBD for training, VOC for the ``seg11valid`` validation), or ``None`` for
     ``synthetic`` (written into ``out_dir/synthetic``).
 
@@ -62,7 +64,23 @@ def data_sources(recipe: Recipe, data_root: str | os.PathLike | dict | None, out
         return train, val
     if kind == "prepared":
         return str(_need(roots, "prepared", recipe)), str(_need(roots, "prepared_val", recipe))
+    if kind == "folder":
+        root = Path(_need(roots, "folder", recipe))
+        return tuple(_folder_split(recipe, root, split) for split in (d.train_split, d.val_split))
     raise ValueError(f"{recipe.source}: unsupported dataset {kind!r}")
+
+
+def _folder_split(recipe: Recipe, root: Path, split: str) -> FileSource:
+    split_file = Path(split) if split.endswith(".txt") else root / f"{split}.txt"
+    if not split_file.is_absolute() and split.endswith(".txt"):
+        split_file = root / split
+    metadata = recipe.data.metadata or None
+    source = data.folder_source(split_file, metadata=metadata,
+                                num_classes=None if metadata else recipe.model.num_classes)
+    if source.num_classes is not None and source.num_classes != recipe.model.num_classes:
+        raise ValueError(f"{recipe.source}: [model] num_classes = {recipe.model.num_classes} but {split_file} "
+                         f"has {source.num_classes} classes (metadata {recipe.data.metadata!r})")
+    return source
 
 
 def _need(roots: dict, key: str, recipe: Recipe):
@@ -180,6 +198,29 @@ def train_dataset(recipe: Recipe, source: Source, epochs: range, skip: int = 0,
     options.deterministic = True
     dataset = tf.data.Dataset.range(1).flat_map(fresh).with_options(options)
     return label_checked(dataset, recipe.model.num_classes).prefetch(tf.data.AUTOTUNE)
+
+
+def statistics_batches(recipe: Recipe, source: Source, epoch: int,
+                       preprocessing: str | Callable | None = "fcn") -> tf.data.Dataset:
+    """The ``batchnorm_batches`` training batches that epoch ``epoch``'s BatchNorm statistics are estimated from.
+
+    Augmented like training, from a seed of their own (never the training
+    batches' seed), and the same on every worker of a distributed run.
+
+    Example:
+        >>> import tempfile
+        >>> from fcn_keras.recipes import load_recipe
+        >>> recipe = load_recipe("tiny_synthetic").replace(training={"batchnorm_batches": 3})
+        >>> train_source, _ = data_sources(recipe, None, tempfile.mkdtemp())
+        >>> len(list(statistics_batches(recipe, train_source, epoch=0)))
+        3
+    """
+    d, t = recipe.data, recipe.training
+    return data.make_pipeline(
+        source, training=True, batch_size=d.batch_size, crop_size=tuple(d.crop_size) or None,
+        preprocessing=preprocessing, scale_range=tuple(d.scale_range) or None, flip=d.flip,
+        seed=epoch_seed(t.seed + 7919, epoch), deterministic=True, repeat=True,
+    ).take(t.batchnorm_batches)
 
 
 def val_dataset(recipe: Recipe, source: Source, replicas: int = 1,

@@ -40,11 +40,12 @@ def build_model(recipe: Recipe, init: str | os.PathLike | None = None,
                 class_names: Sequence[str] | None = None) -> FCN:
     """The recipe's model, initialised from ``init`` (default: the recipe's ``[init] source``).
 
-    ``init`` is ``"imagenet"``, ``"none"``, or a ``.keras`` model file whose
+    ``init`` is ``"imagenet"`` (or a local copy of keras.applications' ImageNet
+    ``.h5`` file), ``"none"``, or a ``.keras`` model file whose
     layers are copied by name (:func:`init_from_model`; the staged-training
-    init of FCN-16s from FCN-32s and FCN-8s from FCN-16s). A recipe's
-    ``batchnorm_momentum`` is set on every BatchNormalization layer, also
-    inside the backbone. ``class_names`` name the classes (default ``"class 0"``
+    init of FCN-16s from FCN-32s and FCN-8s from FCN-16s). The recipe's
+    BatchNorm momentum is applied by :func:`fcn_keras.training.batchnorm.settle_batchnorm`
+    (:func:`~fcn_keras.training.train` calls it). ``class_names`` name the classes (default ``"class 0"``
     ...; :func:`~fcn_keras.training.train` passes the dataset's).
 
     Example:
@@ -60,16 +61,14 @@ def build_model(recipe: Recipe, init: str | os.PathLike | None = None,
             f"{recipe.source}: [init] source = {source!r} is a previous stage; pass its model file, "
             f"e.g. train(..., init='runs/{source[7:]}/model.keras')"
         )
-    weights = "imagenet" if source == "imagenet" else None
+    # ImageNet weights: downloaded, or a local copy of keras.applications' file (.h5 with top, for VGG16).
+    imagenet = source == "imagenet" or (source.endswith(".h5") and not source.endswith(".keras"))
     model = build_fcn(m.architecture, num_classes=m.num_classes, trainable_upsampling=m.trainable_upsampling,
-                      weights=weights, backbone=m.backbone, class_names=class_names)
-    if source not in ("imagenet", "none"):
+                      weights=source if imagenet else None, backbone=m.backbone, class_names=class_names)
+    if not imagenet and source != "none":
         init_from_model(model, source)
-    if m.batchnorm_momentum:
-        for layer in iter_layers(model):
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = m.batchnorm_momentum
     return model
+
 
 
 def init_from_model(model: keras.Model, source: keras.Model | str | os.PathLike) -> list[str]:

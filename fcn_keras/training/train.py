@@ -13,11 +13,12 @@ import tensorflow as tf
 from fcn_keras import _compat
 from fcn_keras.files import write_text
 from fcn_keras.recipes import Recipe, load_recipe, recipe_to_dict
+from fcn_keras.training.batchnorm import EstimateStatistics, batchnorm_layers, settle_batchnorm
 from fcn_keras.training.callbacks import BestCheckpoint, StopOnNaN, TrainingDiverged
 from fcn_keras.models.segmentation_model import dtype_policy
 from fcn_keras.training.compile import build_training_state, compile_model
 from fcn_keras.training.data import (
-    class_names_of, data_sources, pipeline_preprocessing, train_dataset, val_dataset,
+    class_names_of, data_sources, pipeline_preprocessing, statistics_batches, train_dataset, val_dataset,
 )
 from fcn_keras.training.distribution import is_multi_worker, resolve_strategy, shard_by_data, worker_directory
 from fcn_keras.training.init import build_model
@@ -92,6 +93,7 @@ def train(
         names = class_names_of(train_source)
         model = build_model(recipe, init=init,
                             class_names=names if names and len(names) == recipe.model.num_classes else None)
+        settle_batchnorm(model, recipe)
         compile_model(model, recipe)
         # Every variable exists before fit(): a resume state is restored into them, and fit builds nothing.
         build_training_state(model)
@@ -110,6 +112,10 @@ def train(
     fit_callbacks = [nan_stop, *callbacks, keras.callbacks.CSVLogger(str(logs / "train_log.csv"), append=True),
                      keras.callbacks.TensorBoard(str(logs / "tensorboard")), best, state]
     preprocessing = pipeline_preprocessing(model)
+    if t.batchnorm_batches and batchnorm_layers(model):
+        # Its own seeds: the estimate must not consume or shift the training batches.
+        fit_callbacks.insert(0, EstimateStatistics(lambda epoch: statistics_batches(
+            recipe, train_source, epoch, preprocessing)))
     val = shard_by_data(val_dataset(recipe, val_source, strategy.num_replicas_in_sync, preprocessing))
     history: dict[str, list] = {}
 

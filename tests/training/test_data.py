@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import keras
+import pytest
 
 from fcn_keras.training import data_sources, save_model, train_dataset
+from tests.cli.test_train_camvid import write_camvid_like
 from tests.training import tiny
 
 
@@ -59,3 +61,16 @@ def test_save_model_keeps_the_class_and_weights_and_drops_training_state(tmp_pat
     for a, b in zip(loaded.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]  # no temporary file left
+
+
+def test_a_folder_recipe_reads_its_split_files_with_the_metadata(tmp_path):
+    root = write_camvid_like(tmp_path / "camvid", counts=(("train", 2), ("val", 1)), size=(24, 32))
+    recipe = tiny.tiny_recipe(model={"num_classes": 11}, data={"dataset": "folder", "metadata": "camvid"})
+    train_source, val_source = data_sources(recipe, root, tmp_path)
+    assert (len(train_source), len(val_source)) == (2, 1) and train_source.class_names[3] == "Road"
+    labels = np.stack([y.numpy() for _, y in val_source.dataset()])
+    assert set(np.unique(labels)) == {0, 3, 8, 255}  # CamVid's void (11) is the ignore label
+    with pytest.raises(ValueError, match=r"\[model\] num_classes = 3 but .*train.txt has 11 classes"):
+        data_sources(recipe.replace(model={"num_classes": 3}), root, tmp_path)
+    with pytest.raises(ValueError, match=r"needs data_root\['folder'\]"):
+        data_sources(recipe, None, tmp_path)

@@ -25,21 +25,26 @@ from fcn_keras.recipes import Recipe, parse_recipe
 DROPOUT = float(os.environ.get("FCN_TINY_DROPOUT", "0.2"))
 
 
-def _tiny_application(include_top=False, weights=None, input_shape=(None, None, 3)):
+def _tiny_application(include_top=False, weights=None, input_shape=(None, None, 3), bn_momentum=0.7):
     inputs = keras.Input(input_shape)
     x = inputs
     for i, filters in enumerate((16, 32, 32, 64, 64), start=1):
         x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"tiny_c{i}")(x)
         # Short momentum: moving statistics usable after a few dozen steps; synchronized: Mirrored == one device.
-        x = keras.layers.BatchNormalization(momentum=0.7, synchronized=True, name=f"tiny_bn{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=bn_momentum, synchronized=True, name=f"tiny_bn{i}")(x)
         x = keras.layers.ReLU(name=f"tiny_conv{i}")(x)
     x = keras.layers.Dropout(DROPOUT, name="tiny_drop")(x)
     return keras.Model(inputs, x, name="tiny")
 
 
 def register() -> None:
-    backbones.BACKBONES["tiny"] = backbones.Backbone(
-        "tiny", preprocessing="tf", application=_tiny_application, taps=("tiny_conv3", "tiny_conv4", "tiny_drop"))
+    """Registers ``tiny`` and ``tiny_keras_bn`` (BatchNorm momentum 0.999, as keras.applications' MobileNetV2)."""
+    taps = ("tiny_conv3", "tiny_conv4", "tiny_drop")
+    backbones.BACKBONES["tiny"] = backbones.Backbone("tiny", preprocessing="tf", application=_tiny_application,
+                                                     taps=taps)
+    backbones.BACKBONES["tiny_keras_bn"] = backbones.Backbone(
+        "tiny_keras_bn", preprocessing="tf", taps=taps,
+        application=lambda **kwargs: _tiny_application(bn_momentum=0.999, **kwargs))
 
 
 def tiny_recipe(**overrides) -> Recipe:
