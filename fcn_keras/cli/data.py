@@ -51,8 +51,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
     check = add_command(sub, "check", "scan a dataset and list every problem with its file", """
         Read every image and label of a dataset and list each problem (corrupt or truncated file,
-        size mismatch, label values outside the classes, colour labels, missing files, empty split)
-        with its file. Exit status 1 if any.
+        size mismatch, label values outside the classes, colour labels whose colours --metadata does
+        not list, missing files, empty split) with its file. A prepared directory: every record of
+        every shard decodes and its label values are classes (--num-classes, default the manifest's)
+        or 255, each problem naming the shard and record. Exit status 1 if any.
         """, "fcn-keras data check VOC2012 --split val")
     check.add_argument("dataset", metavar="DATASET", help="VOC root, SBD root, split file or prepared directory")
     check.add_argument("--split", help="only this split (default: every split)")

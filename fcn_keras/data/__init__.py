@@ -2,7 +2,8 @@
 
 Every source yields examples ``(image uint8 [H, W, 3] RGB, label uint8 [H, W])``
 at native size, where the label holds class indices and 255 marks void pixels.
-Labels are decoded exactly (palette PNG indices, never colours or luma).
+Labels are decoded exactly (palette PNG indices, never luma); RGB colour labels
+only through the colours of a folder dataset's metadata (fcn_keras.data.colors).
 
 Sources:
     load_voc(root, split="train")         PASCAL VOC layout -> tf.data.Dataset
@@ -39,7 +40,7 @@ Errors and checks:
 
 Modules, bottom to top (each imports only modules to its left, and
 fcn_keras.files / palette / preprocessing; tests/test_layout.py checks it):
-    decode -> source -> voc, sbd, folder -> splits (VOC + SBD reference lists) -> prepared
+    colors -> decode -> source -> voc, sbd, folder -> splits (VOC + SBD reference lists) -> prepared
     -> detect (which layout a path is) -> check, pipeline;  synthetic and tfds_source stand alone
 
 Example:

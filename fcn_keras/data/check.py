@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from fcn_keras.data.decode import DataError
+from fcn_keras.data.decode import DataError, label_to_indices
 from fcn_keras.data.detect import dataset_kind, dataset_source, dataset_splits
 from fcn_keras.data.prepared import _parse, read_manifest
 from fcn_keras.data.source import FileSource
@@ -70,11 +70,16 @@ def check_source(source: FileSource, *, verbose: int = 0, indices: list[int] | N
     return problems
 
 
-def _check_prepared(out_dir: Path) -> list[Problem]:
+def _check_prepared(out_dir: Path, num_classes: int | None = None) -> list[Problem]:
+    """Every record of every shard decodes, the counts agree, and labels are classes or 255.
+
+    ``num_classes`` defaults to the manifest's; without either, label values are not checked.
+    """
     try:
         manifest = read_manifest(out_dir)
     except DataError as error:
         return [_problem(error)]
+    num_classes = num_classes or manifest.get("num_classes")
     problems = []
     for shard in manifest["shards"]:
         path = out_dir / shard["file"]
@@ -82,9 +87,16 @@ def _check_prepared(out_dir: Path) -> list[Problem]:
         try:
             for count, record in enumerate(tf.data.TFRecordDataset(str(path)), 1):
                 try:
-                    _parse(record)
+                    _, label, example_id = _parse(record, with_ids=True)
                 except (tf.errors.OpError, ValueError) as exc:
                     problems.append(Problem(str(path), f"record {count - 1} does not decode: {exc.message if hasattr(exc, 'message') else exc}"))
+                    continue
+                if num_classes is not None:
+                    try:
+                        label_to_indices(label.numpy(), path, num_classes)
+                    except DataError as error:
+                        where = f"record {count - 1} (id {example_id.numpy().decode('utf-8', 'replace')!r})"
+                        problems.append(Problem(str(path), f"{where}: {error.problem}"))
         except tf.errors.OpError as exc:
             problems.append(Problem(str(path), f"unreadable after record {count}: {exc.message}"))
             continue
@@ -117,8 +129,10 @@ def check_dataset(
 
     ``path`` is a :class:`FileSource`, a VOC root (every split under
     ``ImageSets/Segmentation`` unless ``split`` names one), an SBD root, a
-    prepared directory (``manifest.json``), or a split file of ``image label``
-    pairs (with optional ``metadata`` TOML for ``num_classes``/``ignore_value``).
+    prepared directory (``manifest.json``; label values are checked against
+    ``num_classes``, default the manifest's), or a split file of ``image label``
+    pairs (with optional ``metadata`` TOML for ``num_classes``/``ignore_value``
+    and the colours of colour-coded labels).
     Each :class:`Problem` names its file; ``str(problem)`` is ``"<file>: <problem>"``.
 
     Example:
@@ -132,7 +146,7 @@ def check_dataset(
     path = Path(path)
     try:
         if dataset_kind(path) == "prepared":
-            return _check_prepared(path)
+            return _check_prepared(path, num_classes)
         sources, problems = _sources(path, split, num_classes, metadata)
     except DataError as error:
         return [_problem(error)]

@@ -3,8 +3,10 @@
 Labels are class-index maps. PASCAL VOC stores them as palette ("P") PNGs whose
 pixel values are the indices; ``tf.io.decode_png`` would expand the palette to
 RGB (and ``channels=1`` gives luma), so labels are read with PIL, which returns
-the raw indices. Images are converted to 8-bit RGB; an unusual mode (greyscale,
-RGBA, 16-bit, CMYK, palette) is converted and reported once per mode in the log.
+the raw indices. RGB(A) colour-coded labels are read only through a colour table
+(:class:`~fcn_keras.data.colors.LabelColors`, from a dataset's metadata).
+Images are converted to 8-bit RGB; an unusual mode (greyscale, RGBA, 16-bit,
+CMYK, palette) is converted and reported once per mode in the log.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fcn_keras.data.colors import LabelColors, UnknownColorError
 from fcn_keras.palette import IGNORE_LABEL
 
 logger = logging.getLogger("fcn_keras.data")
@@ -24,6 +27,7 @@ logger = logging.getLogger("fcn_keras.data")
 _WARNED_MODES: set[str] = set()
 _WARN_LOCK = threading.Lock()  # tf.data decodes in parallel threads
 _INDEX_LABEL_MODES = ("P", "L", "I;16", "I;16B", "I;16L", "I", "1")
+_COLOR_LABEL_MODES = ("RGB", "RGBA")
 
 
 class DataError(ValueError):
@@ -119,8 +123,10 @@ def label_to_indices(
                 path,
                 f"label values {values[:10].tolist()} are outside [0, {num_classes}) and not {IGNORE_LABEL} (void)",
             )
-    elif (label < 0).any() or (label > 255).any():
-        raise DataError(path, "label values do not fit in 0..255")
+    else:
+        bad = (label < 0) | (label > 255)
+        if bad.any():
+            raise DataError(path, f"label values {np.unique(label[bad])[:10].tolist()} do not fit in 0..255")
     return label.astype(np.uint8)
 
 
@@ -142,13 +148,19 @@ def read_sbd_mat(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_label(
-    path: str | os.PathLike, num_classes: int | None = None, ignore_value: int | None = None
+    path: str | os.PathLike,
+    num_classes: int | None = None,
+    ignore_value: int | None = None,
+    *,
+    colors: LabelColors | None = None,
 ) -> np.ndarray:
     """Reads a label PNG as its raw class indices, ``uint8 [H, W]``.
 
     Palette PNGs give their indices (not colours), greyscale PNGs their values,
     SBD ``.mat`` files their ``GTcls.Segmentation`` map. RGB(A) colour labels
-    are refused: they are colours, not indices.
+    are mapped through ``colors`` (alpha is ignored; ``ignore_value`` applies to
+    index labels only, the table's ignore colours already give 255); without
+    ``colors`` they are refused: they are colours, not indices.
 
     Example:
         >>> from fcn_keras.palette import voc_palette
@@ -158,15 +170,25 @@ def read_label(
         >>> im.putpalette(voc_palette().tobytes()); im.save(p)
         >>> read_label(p, 21).tolist()
         [[0, 15, 255]]
+        >>> Image.fromarray(np.array([[[0, 0, 0], [9, 9, 9]]], np.uint8)).save(p)
+        >>> read_label(p, 2, colors=LabelColors.build("toy", [[(0, 0, 0)], [(9, 9, 9)]], ("a", "b"))).tolist()
+        [[0, 1]]
     """
     if str(path).endswith(".mat"):
         return label_to_indices(read_sbd_mat(path), path, num_classes, ignore_value)
     image = _open(path, "label")
+    if image.mode in _COLOR_LABEL_MODES and colors is not None:
+        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
+        try:
+            indices = colors.to_indices(rgb)
+        except UnknownColorError as exc:
+            raise DataError(path, str(exc)) from None
+        return label_to_indices(indices, path, num_classes)
     if image.mode not in _INDEX_LABEL_MODES:
         raise DataError(
             path,
             f"label has mode {image.mode!r} (colour); expected a palette or greyscale PNG of class indices"
-            " — convert colour labels to indices first",
+            " — convert colour labels to indices first, or give metadata whose classes list their colours",
         )
     return label_to_indices(np.asarray(image), path, num_classes, ignore_value)
 
@@ -176,8 +198,10 @@ def read_example(
     label_path: str | os.PathLike,
     num_classes: int | None = None,
     ignore_value: int | None = None,
+    *,
+    colors: LabelColors | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reads an image and its label, checking that their sizes agree.
+    """Reads an image and its label (see :func:`read_label`), checking that their sizes agree.
 
     Example:
         >>> read_example("a.jpg", "a.png")
@@ -186,7 +210,7 @@ def read_example(
         fcn_keras.data.decode.DataError: a.jpg: image file is missing
     """
     image = read_image(image_path)
-    label = read_label(label_path, num_classes, ignore_value)
+    label = read_label(label_path, num_classes, ignore_value, colors=colors)
     if image.shape[:2] != label.shape:
         raise DataError(
             label_path,

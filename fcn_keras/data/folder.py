@@ -6,13 +6,17 @@ Split file (paths relative to the split file's folder, or absolute)::
 
 Metadata (``num_classes`` defaults to the number of ``[[classes]]``)::
 
-    name = "camvid"
-    ignore_value = 11          # remapped to 255; optional
+    name = "camvid32"
+    ignore_value = 11              # index labels: this value is remapped to 255; optional
+    ignore_colors = [[0, 0, 0]]    # colour labels: these colours become 255; optional
     [[classes]]
-    name = "Sky"
-    color = [128, 128, 128]
+    name = "Building"
+    color = [128, 0, 0]            # display colour; also its label colour unless label_colors is given
+    label_colors = [[128, 0, 0], [192, 0, 128], [0, 128, 64], [64, 0, 64], [64, 192, 0]]  # optional
 
-Labels are greyscale or palette PNGs of class indices (read exactly).
+Labels are greyscale or palette PNGs of class indices (read exactly), or RGB(A)
+PNGs whose colours are mapped through the classes' label colours (a colour no
+class lists is an error naming the file, the pixel and the colour).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from fcn_keras.data.decode import DataError
+from fcn_keras.data.colors import LabelColors
+from fcn_keras.data.decode import DataError, read_example
 from fcn_keras.data.source import FileSource, check_listed_files, read_split_file
 
 try:
@@ -37,26 +42,50 @@ METADATA_DIR = Path(__file__).resolve().parent / "metadata"
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-    """Class names, colours (``uint8 [num_classes, 3]``), the ignore value and a name.
+    """Class names, display colours (``uint8 [num_classes, 3]``), the ignore value, a name and label colours.
+
+    ``label_colors`` decodes colour-coded label PNGs (None when the metadata
+    lists no colours).
 
     Example:
-        >>> info = load_metadata("camvid")
-        >>> info.num_classes, info.ignore_value, info.class_names[3]
-        (11, 11, 'Road')
+        >>> info = load_metadata("camvid32")
+        >>> info.num_classes, info.ignore_value, info.class_names[3], len(info.label_colors.colors)
+        (11, 11, 'Road', 32)
     """
 
     name: str
     class_names: tuple[str, ...]
     colors: np.ndarray
     ignore_value: int | None = None
+    label_colors: LabelColors | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
 
+def _label_colors(name: str, classes: list[dict], names: tuple[str, ...], ignore_colors) -> LabelColors | None:
+    """The colour table of the metadata: each class's ``label_colors``, else its display ``color``."""
+    per_class = []
+    for c in classes:
+        listed = c.get("label_colors", [c["color"]] if "color" in c else [])
+        if not isinstance(listed, list):
+            raise ValueError(f"label_colors of class {c['name']} must be a list of [r, g, b], got {listed!r}")
+        per_class.append(listed)
+    if not isinstance(ignore_colors, list):
+        raise ValueError(f"ignore_colors must be a list of [r, g, b], got {ignore_colors!r}")
+    if not any(per_class):
+        return None
+    return LabelColors.build(name, per_class, names, ignore_colors)
+
+
 def load_metadata(path_or_name: str | os.PathLike) -> DatasetInfo:
-    """Reads a dataset metadata TOML file, or a shipped one by name (``"camvid"``)."""
+    """Reads a dataset metadata TOML file, or a shipped one by name (``"camvid"``, ``"camvid32"``).
+
+    Example:
+        >>> load_metadata("camvid").label_colors.to_indices(np.array([[[128, 64, 128], [0, 0, 0]]], np.uint8))
+        array([[  3, 255]], dtype=uint8)
+    """
     path = Path(path_or_name)
     if not path.suffix and not path.exists():
         path = METADATA_DIR / f"{path_or_name}.toml"
@@ -75,7 +104,30 @@ def load_metadata(path_or_name: str | os.PathLike) -> DatasetInfo:
         raise DataError(path, "every class color must be three integers in 0..255")
     if "num_classes" in meta and meta["num_classes"] != len(names):
         raise DataError(path, f"num_classes = {meta['num_classes']} but {len(names)} [[classes]] are listed")
-    return DatasetInfo(str(meta.get("name", path.stem)), names, colors.astype(np.uint8), meta.get("ignore_value"))
+    name = str(meta.get("name", path.stem))
+    try:
+        label_colors = _label_colors(name, classes, names, meta.get("ignore_colors", []))
+    except ValueError as exc:  # a malformed or twice-claimed colour
+        raise DataError(path, f"invalid label colours: {exc}") from None
+    return DatasetInfo(name, names, colors.astype(np.uint8), meta.get("ignore_value"), label_colors)
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderSource(FileSource):
+    """A :class:`FileSource` whose label PNGs may also be colour-coded, decoded through ``label_colors``.
+
+    Example:
+        >>> table = load_metadata("camvid32").label_colors
+        >>> FolderSource("demo", ("a",), ("a.jpg",), ("a.png",), label_colors=table).label_colors.name
+        'camvid32'
+    """
+
+    label_colors: LabelColors | None = None
+
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Reads example ``index`` as NumPy ``(image uint8 [H,W,3], label uint8 [H,W])``."""
+        return read_example(self.images[index], self.labels[index], self.num_classes, self.ignore_value,
+                            colors=self.label_colors)
 
 
 def folder_source(
@@ -91,7 +143,8 @@ def folder_source(
 
     Relative paths resolve against ``root`` (default: the split file's folder).
     ``metadata`` (a TOML path, a shipped name or a :class:`DatasetInfo`) gives
-    class names, ``num_classes`` and ``ignore_value``; explicit arguments win.
+    class names, ``num_classes``, ``ignore_value`` and the label colours that
+    decode RGB(A) label PNGs; explicit arguments win.
 
     Example:
         >>> folder_source("missing.txt", num_classes=11)
@@ -114,7 +167,7 @@ def folder_source(
         ids.append(Path(parts[0]).stem)
         images.append(image)
         labels.append(label)
-    source = FileSource(
+    source = FolderSource(
         name=f"folder:{split_file}",
         ids=tuple(ids),
         images=tuple(images),
@@ -122,6 +175,7 @@ def folder_source(
         num_classes=num_classes,
         ignore_value=ignore_value,
         class_names=info.class_names if info is not None else None,
+        label_colors=info.label_colors if info is not None else None,
     )
     if check_files:
         check_listed_files(source, split_file)

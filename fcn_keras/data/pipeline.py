@@ -14,6 +14,7 @@ from typing import Callable
 
 import tensorflow as tf
 
+from fcn_keras.data.decode import DataError
 from fcn_keras.data.prepared import load_prepared
 from fcn_keras.data.source import FileSource
 from fcn_keras.palette import IGNORE_LABEL
@@ -33,6 +34,30 @@ def _as_pair(element):
     if label.shape.rank == 3:
         label = label[..., 0]
     return image, label
+
+
+def _size_mismatch(index, image_shape, label_shape, image):
+    raise DataError(
+        f"make_pipeline(data): example {int(index)}",
+        f"image size {image_shape[1]}x{image_shape[0]} differs from its label size {label_shape[1]}x{label_shape[0]}"
+        " (every label must cover its image pixel for pixel)",
+    )
+
+
+def _same_size(index, image, label):
+    """Passes an example through, raising a DataError naming ``index`` when image and label sizes differ."""
+    image_shape, label_shape = tf.shape(image)[:2], tf.shape(label)[:2]
+    same = tf.reduce_all(tf.equal(image_shape, label_shape))
+    # Python runs only on a mismatch. The image flows through the check (a control dependency
+    # alone would be pruned by the graph optimizer).
+    checked = tf.cond(
+        same,
+        lambda: image,
+        lambda: tf.numpy_function(_size_mismatch, [index, image_shape, label_shape, image], image.dtype,
+                                  stateful=False),
+    )
+    checked.set_shape(image.shape)
+    return checked, label
 
 
 def _source_dataset(
@@ -59,10 +84,11 @@ def _source_dataset(
             shuffled = True
         dataset = indices.map(source.decode, num_parallel_calls=AUTOTUNE, deterministic=True)
     elif isinstance(data, tf.data.Dataset):
-        dataset = data
+        # Indexed before sharding, so an error names the example's place in `data` itself.
+        dataset = data.enumerate()
         if input_context is not None:
             dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        dataset = dataset.map(lambda *e: _as_pair(e[0] if len(e) == 1 else e))
+        dataset = dataset.map(lambda index, element: _same_size(index, *_as_pair(element)))
     else:
         raise TypeError(
             f"make_pipeline: data must be a tf.data.Dataset, a FileSource or a prepared directory, got {type(data)!r}"
@@ -131,8 +157,12 @@ def augment(
         (255, [122.68, 116.67, 104.01])
     """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
-    label = tf.convert_to_tensor(label)
+    image, label = tf.convert_to_tensor(image), tf.convert_to_tensor(label)
+    if not image.shape[:2].is_compatible_with(label.shape[:2]):
+        raise ValueError(f"augment: image size {image.shape[:2]} differs from label size {label.shape[:2]}")
     size = tf.shape(label)
+    # The window is placed by the label's size: a larger image would be cropped without a word.
+    tf.debugging.assert_equal(tf.shape(image)[:2], size, message="augment: image and label sizes differ")
     factor = 1.0
     if scale_range is not None:
         factor = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])

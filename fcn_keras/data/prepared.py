@@ -28,7 +28,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from fcn_keras.data.decode import DataError
+from fcn_keras.data.decode import DataError, label_to_indices
+from fcn_keras.data.folder import FolderSource
 from fcn_keras.data.source import FileSource
 from fcn_keras.files import atomic_path, write_text
 
@@ -95,6 +96,7 @@ def _parse(record: tf.Tensor, with_ids: bool = False):
     label = tf.ensure_shape(label, [None, None])
     # Sizes are stored, so a damaged record fails loudly instead of mis-pairing pixels.
     tf.debugging.assert_equal(tf.shape(label, out_type=tf.int64), shape, message="prepared label size mismatch")
+    tf.debugging.assert_equal(tf.shape(image, out_type=tf.int64)[:2], shape, message="prepared image size mismatch")
     if with_ids:
         return image, label, parsed["id"]
     return image, label
@@ -115,7 +117,35 @@ def _record(name: str, example_id: str, image: np.ndarray, label: np.ndarray, im
     raise DataError(name, "prepared image does not decode back to the source image")
 
 
-def _examples(source):
+def _dataset_example(n: int, element, num_classes: int | None) -> tuple[str, np.ndarray, np.ndarray, None]:
+    """One ``tf.data`` element as ``(id, image uint8, label uint8, None)``, refusing values uint8 cannot hold."""
+    if isinstance(element, dict):
+        image, label, example_id = element["image"], element["label"], element.get("id", n)
+    else:
+        image, label = element[0], element[1]
+        example_id = element[2] if len(element) > 2 else n
+    if isinstance(example_id, bytes):
+        example_id = example_id.decode("utf-8")
+    where = f"prepare(source): example {n}" + (f" (id {example_id!r})" if example_id != n else "")
+    image, label = np.asarray(image), np.asarray(label)
+    if label.ndim == 3 and label.shape[-1] == 1:
+        label = label[..., 0]
+    if label.ndim != 2:
+        raise DataError(where, f"label has shape {label.shape}, expected [H, W] or [H, W, 1]")
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise DataError(where, f"image has shape {image.shape}, expected [H, W, 3] RGB")
+    if image.dtype != np.uint8 and (np.any(image != np.round(image)) or image.min() < 0 or image.max() > 255):
+        raise DataError(where, f"image values (dtype {image.dtype}) are not whole numbers in 0..255")
+    if label.dtype.kind not in "iub":
+        if np.any(label != np.round(label)):
+            raise DataError(where, f"label values (dtype {label.dtype}) are not whole numbers")
+        label = label.astype(np.int64)
+    # Range first: casting 256 to uint8 would wrap it to class 0 without a word.
+    label = label_to_indices(label, where, num_classes)
+    return str(example_id), image.astype(np.uint8), label, None
+
+
+def _examples(source, num_classes: int | None = None):
     """Yields ``(id, image, label, image_path)`` from a FileSource or a tf.data.Dataset."""
     if isinstance(source, FileSource):
         for index, example_id in enumerate(source.ids):
@@ -123,20 +153,10 @@ def _examples(source):
             yield example_id, image, label, source.images[index]
         return
     for n, element in enumerate(source.as_numpy_iterator()):
-        if isinstance(element, dict):
-            image, label, example_id = element["image"], element["label"], element.get("id", n)
-        else:
-            image, label = element[0], element[1]
-            example_id = element[2] if len(element) > 2 else n
-        if isinstance(example_id, bytes):
-            example_id = example_id.decode("utf-8")
-        label = np.asarray(label)
-        if label.ndim == 3 and label.shape[-1] == 1:
-            label = label[..., 0]
-        yield str(example_id), np.asarray(image, np.uint8), label.astype(np.uint8), None
+        yield _dataset_example(n, element, num_classes)
 
 
-def _fingerprint(source) -> str:
+def _fingerprint(source, num_classes: int | None = None) -> str:
     """Identifies the input: file names, sizes and times for a FileSource, content for a Dataset."""
     digest = hashlib.sha256()
     if isinstance(source, FileSource):
@@ -145,8 +165,11 @@ def _fingerprint(source) -> str:
             for path in (image, label):
                 stat = os.stat(path)
                 digest.update(f"{stat.st_size}:{stat.st_mtime_ns}\0".encode())
+        if isinstance(source, FolderSource) and source.label_colors is not None:
+            # The same colour PNGs decode to other indices under another colour table.
+            digest.update(source.label_colors.colors.tobytes() + source.label_colors.indices.tobytes())
     else:
-        for example_id, image, label, _ in _examples(source):
+        for example_id, image, label, _ in _examples(source, num_classes):
             digest.update(example_id.encode() + b"\0" + image.tobytes() + label.tobytes())
             digest.update(np.asarray(image.shape + label.shape).tobytes())
     return digest.hexdigest()
@@ -207,7 +230,7 @@ def prepare(
         total = cardinality if cardinality >= 0 else None
     else:
         raise TypeError(f"prepare: source must be a FileSource or a tf.data.Dataset, got {type(source)!r}")
-    fingerprint = _fingerprint(source)
+    fingerprint = _fingerprint(source, num_classes)
     manifest_path = out_dir / MANIFEST
     if manifest_path.is_file():
         try:
@@ -224,7 +247,7 @@ def prepare(
     for stale in out_dir.glob(".shard-*.tmp*"):  # left by a killed run (atomic_path's temporary names)
         stale.unlink()
 
-    examples = _examples(source)
+    examples = _examples(source, num_classes)
     if total is None:  # an unknown-length Dataset: materialise ids first to plan the shards
         examples = list(examples)
         total = len(examples)

@@ -53,6 +53,37 @@ def test_data_prepare_refuses_a_non_dataset(tmp_path, fcn_keras_cmd):
     assert status == 1 and err.startswith(f"fcn-keras: error: {tmp_path / 'junk'}: is not a dataset")  # a DataError
 
 
+def test_data_prepare_and_check_colour_labels(tmp_path, fcn_keras_cmd):
+    """CamVid-style 32-colour label PNGs go through --metadata camvid32 in `data check` and `data prepare`."""
+    from fcn_keras.data import load_metadata, load_prepared
+
+    table = load_metadata("camvid32").label_colors
+    rng = np.random.default_rng(0)
+    (tmp_path / "train").mkdir()
+    (tmp_path / "trainannot").mkdir()
+    want = []
+    for k in range(2):
+        pick = rng.integers(0, len(table.colors), (12, 16))
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(tmp_path / "train" / f"{k}.png")
+        Image.fromarray(table.colors[pick]).save(tmp_path / "trainannot" / f"{k}.png")
+        want.append(table.indices[pick])
+    split = tmp_path / "train.txt"
+    split.write_text("train/0.png trainannot/0.png\ntrain/1.png trainannot/1.png\n")
+    status, out, _ = fcn_keras_cmd("data", "check", split, "--metadata", "camvid32")
+    assert status == 0 and "no problems found" in out
+    status, out, err = fcn_keras_cmd("data", "prepare", split, tmp_path / "shards", "--metadata", "camvid32")
+    assert status == 0, err
+    for (_, label), expected in zip(load_prepared(tmp_path / "shards"), want):
+        np.testing.assert_array_equal(label.numpy(), expected)
+    status, out, _ = fcn_keras_cmd("data", "check", tmp_path / "shards")
+    assert status == 0 and "no problems found" in out
+    status, out, _ = fcn_keras_cmd("data", "check", tmp_path / "shards", "--num-classes", "3")  # classes 3..10 appear
+    assert status == 1 and "shard-00000-of-00001.tfrecord: record 0 (id '0'): label values [3, 4" in out
+    Image.fromarray(np.full((12, 16, 3), 7, np.uint8)).save(tmp_path / "trainannot" / "1.png")
+    status, out, err = fcn_keras_cmd("data", "check", split, "--metadata", "camvid32")
+    assert status == 1 and f"{tmp_path / 'trainannot' / '1.png'}: colour (7, 7, 7) at pixel (row 0, col 0)" in out
+
+
 def test_zoo_list_info_and_errors(fcn_keras_cmd):
     status, out, _ = fcn_keras_cmd("zoo", "list")
     assert status == 0

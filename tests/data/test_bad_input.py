@@ -170,3 +170,106 @@ def test_check_prepared_and_folder(voc, tmp_path):
     problems = check_dataset(voc / "pairs.txt", num_classes=21)
     assert [p.problem for p in problems] == ["image file is missing"] and problems[0].path.endswith("nope.jpg")
     assert [p.problem for p in check_dataset(tmp_path / "nowhere")][0] == "does not exist"
+
+
+def _pairs(*shapes, label_dtype=np.uint8, label_value=1):
+    """A tf.data.Dataset of (image, label) with the given ((image h, w), (label h, w)) sizes."""
+    def gen():
+        for (ih, iw), (lh, lw) in shapes:
+            yield np.zeros((ih, iw, 3), np.uint8), np.full((lh, lw), label_value, label_dtype)
+    signature = (tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([None, None], tf.as_dtype(label_dtype)))
+    return tf.data.Dataset.from_generator(gen, output_signature=signature)
+
+
+def test_prepare_refuses_tf_data_labels_that_do_not_fit_a_byte(tmp_path):
+    from fcn_keras.data import prepare
+
+    labels = np.zeros((3, 4, 5), np.int32)
+    labels[1, 0, :2] = (256, 300)  # would wrap to 0 and 44 as uint8
+    ds = tf.data.Dataset.from_tensor_slices((np.zeros((3, 4, 5, 3), np.uint8), labels, ["a", "b", "c"]))
+    with pytest.raises(DataError, match=r"prepare\(source\): example 1 \(id 'b'\): label values \[256, 300\] "
+                                        r"do not fit in 0\.\.255"):
+        prepare(ds, tmp_path / "p", verbose=0)
+    assert not (tmp_path / "p" / "manifest.json").exists()
+    labels[1, 0, :2] = (7, 255)
+    with pytest.raises(DataError, match=r"prepare\(source\): example 1: label values \[7\] are outside \[0, 5\)"):
+        prepare(tf.data.Dataset.from_tensor_slices((np.zeros((3, 4, 5, 3), np.uint8), labels)), tmp_path / "p",
+                num_classes=5, verbose=0)
+    with pytest.raises(DataError, match=r"prepare\(source\): example 0: label values \(dtype float32\) are not whole"):
+        prepare(tf.data.Dataset.from_tensors((np.zeros((4, 5, 3), np.uint8), np.full((4, 5), 1.5, np.float32))),
+                tmp_path / "p", verbose=0)
+    with pytest.raises(DataError, match=r"example 0: image values \(dtype int32\) are not whole numbers in 0\.\.255"):
+        prepare(tf.data.Dataset.from_tensors((np.full((4, 5, 3), 256, np.int32), np.zeros((4, 5), np.uint8))),
+                tmp_path / "p", verbose=0)
+    out = prepare(tf.data.Dataset.from_tensor_slices((np.zeros((3, 4, 5, 3), np.uint8), labels)), tmp_path / "p",
+                  num_classes=8, verbose=0)  # int32 labels that fit are fine
+    assert read_label_values(out) == {0, 7, 255}
+
+
+def read_label_values(out) -> set[int]:
+    from fcn_keras.data import load_prepared
+
+    return {int(v) for _, label in load_prepared(out) for v in np.unique(label.numpy())}
+
+
+def test_check_prepared_checks_label_values(tmp_path):
+    import json
+
+    from fcn_keras.data import check_dataset, prepare
+
+    labels = np.zeros((4, 4, 5), np.uint8)
+    labels[2, 1, 1] = 30
+    labels[3, 0, 0] = 255  # void is fine
+    ds = tf.data.Dataset.from_tensor_slices((np.zeros((4, 4, 5, 3), np.uint8), labels, ["a", "b", "c", "d"]))
+    out = prepare(ds, tmp_path / "p", num_shards=2, verbose=0)  # no num_classes: nothing to check against
+    assert check_dataset(out) == []
+    problems = check_dataset(out, num_classes=5)
+    assert [str(p) for p in problems] == [
+        f"{out / 'shard-00001-of-00002.tfrecord'}: record 0 (id 'c'): label values [30] are outside [0, 5) "
+        "and not 255 (void)"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["num_classes"] = 21
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    problems = check_dataset(out)  # the manifest's count
+    assert len(problems) == 1
+    assert problems[0].problem.endswith("label values [30] are outside [0, 21) and not 255 (void)")
+    assert check_dataset(out, num_classes=31) == []  # an explicit count wins
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["evaluation", "training"])
+@pytest.mark.parametrize("image_size, label_size", [((4, 7), (4, 6)), ((4, 6), (5, 6))],
+                         ids=["image-larger", "label-larger"])
+def test_pipeline_refuses_image_and_label_of_different_sizes(training, image_size, label_size):
+    from fcn_keras.data import make_pipeline
+
+    ds = _pairs(((4, 6), (4, 6)), (image_size, label_size))
+    message = (rf"make_pipeline\(data\): example 1: image size {image_size[1]}x{image_size[0]} differs from its "
+               rf"label size {label_size[1]}x{label_size[0]}")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        list(make_pipeline(ds, training=training, seed=0))
+    dicts = ds.map(lambda image, label: {"image": image, "label": label[..., None]})
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        list(make_pipeline(dicts, training=training, crop_size=3, scale_range=(0.5, 2.0), seed=0))
+    assert len(list(make_pipeline(_pairs(((4, 6), (4, 6)), ((5, 2), (5, 2))), training=training, seed=0))) == 2
+
+
+def test_augment_refuses_image_and_label_of_different_sizes():
+    from fcn_keras.data import augment
+
+    with pytest.raises(ValueError, match=r"augment: image size \(4, 7\) differs from label size \(4, 6\)"):
+        augment(np.zeros((4, 7, 3), np.uint8), np.zeros((4, 6), np.uint8), [1, 2], crop_size=(3, 3))
+    ds = _pairs(((4, 7), (4, 6))).map(lambda image, label: augment(image, label, [1, 2], crop_size=(3, 3)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="augment: image and label sizes differ"):
+        list(ds)
+
+
+def test_folder_image_larger_than_its_label_names_both_files(tmp_path):
+    from fcn_keras.data import load_folder, make_pipeline
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lab").mkdir()
+    Image.new("RGB", (8, 6)).save(tmp_path / "img" / "x.png")
+    Image.new("L", (7, 6)).save(tmp_path / "lab" / "x.png")
+    (tmp_path / "list.txt").write_text("img/x.png lab/x.png\n")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"lab/x.png: label size 7x6 differs from image x.png"):
+        list(make_pipeline(load_folder(tmp_path / "list.txt", num_classes=3), training=True, seed=0))
