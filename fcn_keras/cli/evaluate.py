@@ -105,7 +105,7 @@ def score(model: SegmentationModel, source: FileSource, args: argparse.Namespace
     from fcn_keras.evaluation import evaluate
 
     print(f"evaluating {model.name} on {source.name} ({len(source)} images)")
-    result = evaluate(model, source.dataset(), batch_size=args.batch_size,
+    result = evaluate(model, source, batch_size=args.batch_size,
                       out_json=out / "metrics.json" if out else None)
     if out:
         viz.save_image(viz.confusion_matrix_image(result["confusion_matrix"], model=model), out / "confusion_matrix.png")
