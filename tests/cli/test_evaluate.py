@@ -118,3 +118,23 @@ def test_evaluate_refuses_a_split_with_nothing_to_score(camvid_model, tmp_path, 
     assert status == 1 and err.count("\n") == 1
     assert err.startswith(f"fcn-keras: error: evaluate: dataset 'folder:{split}' has 2 images but no pixel labelled")
     assert not (out / "metrics.json").exists()
+
+
+@needs_dataset_source
+def test_evaluate_checks_a_local_weights_file(tmp_path, fcn_keras_cmd):
+    """--weights must be the published weights; --no-verify accepts others, whose layers are still checked."""
+    import numpy as np
+
+    import fcn_keras
+
+    split = _camvid_folder(tmp_path / "camvid", [np.zeros((24, 32), int)])
+    small = tmp_path / "small.weights.h5"
+    fcn_keras.fcn32s(num_classes=21, backbone="tiny_vgg").save_weights(small)
+    status, _, err = fcn_keras_cmd("evaluate", "fcn32s_voc", split, "--metadata", "camvid", "--weights", small)
+    assert status == 1 and err.count("\n") == 1
+    assert err.startswith(f"fcn-keras: error: {small}: sha256 is ") and err.endswith("On the command line: --no-verify.\n")
+    status, _, err = fcn_keras_cmd("evaluate", "fcn32s_voc", split, "--metadata", "camvid", "--weights", small,
+                                   "--no-verify")
+    assert status == 1 and err == (f"fcn-keras: error: weights_path {small} does not fit model 'fcn32s_voc': layer "
+                                   "'conv1_1' has no weights in the file (15 of the model's 17 layers with weights are "
+                                   "missing)\n")
