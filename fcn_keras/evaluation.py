@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
@@ -42,12 +43,15 @@ def evaluate(
         model: a :class:`~fcn_keras.models.SegmentationModel` mapping images
             ``(N, H, W, 3)`` to logits ``(N, H, W, C)``.
         dataset: ``(image, label)`` pairs of RGB images with values 0-255 — a
+            :class:`fcn_keras.data.FileSource` (its name is then used in messages), a
             ``tf.data.Dataset`` or any iterable, e.g. ``fcn_keras.data.make_pipeline(...,
             training=False, preprocessing=None)`` (images outside 0-255, i.e. already
             preprocessed, are refused). Elements with 3-D images are single examples
             (batched here by equal size); 4-D elements are used as the batches they
             are, and their padding must carry the ignore label (make_pipeline's
-            evaluation batches do).
+            evaluation batches do). A dataset with no elements, or with no pixel
+            labelled with one of the model's classes, raises ``ValueError``: its scores
+            would be NaN.
         batch_size: examples per forward pass for 3-D elements; results equal batch 1.
         out_json: write the scores here (atomically, plain modes).
         confusion_png: save the row-normalised confusion matrix as a PNG here (atomically), drawn by
@@ -65,12 +69,17 @@ def evaluate(
         >>> pairs = [(np.zeros((4, 5, 3), "uint8"), np.zeros((4, 5), "int32"))]
         >>> sorted(evaluate(model, pairs, verbose=0)["per_class_iou"])
         ['sea', 'sky']
+        >>> evaluate(model, [], verbose=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: evaluate: dataset is empty (it gave no (image, label) pairs), so there is nothing to score
     """
     model = require_segmentation_model(model)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     num_classes, names, ignore_label = model.num_classes, list(model.class_names), model.ignore_label
     mode = model.input_preprocessing
+    dataset, described = _elements(dataset)
     hist = np.zeros((num_classes, num_classes), np.int64)
     images_seen = 0
     progbar = keras.utils.Progbar(_length(dataset), unit_name="element") if verbose else None
@@ -108,6 +117,15 @@ def evaluate(
         if bucket:
             run(np.stack([b[0] for b in bucket]), np.stack([b[1] for b in bucket]))
 
+    # Refused rather than scored: every figure of an empty confusion matrix is NaN, which
+    # reads like a broken model rather than a wrong or empty split.
+    if images_seen == 0:
+        raise ValueError(f"evaluate: {described} is empty (it gave no (image, label) pairs), "
+                         "so there is nothing to score")
+    if hist.sum() == 0:
+        raise ValueError(f"evaluate: {described} has {images_seen} images but no pixel labelled with one of "
+                         f"model {model.name!r}'s {num_classes} classes (all are the ignore label "
+                         f"{ignore_label} or outside 0..{num_classes - 1}), so there is nothing to score")
     scores = scores_from_confusion(hist)
     result = {name: scores[name] for name in SCORE_NAMES}
     result["per_class_iou"] = {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, scores["per_class_iou"])}
@@ -154,6 +172,15 @@ def _write_json(path: Path, result: dict, model: SegmentationModel) -> None:
                "class_names": list(model.class_names), "ignore_label": model.ignore_label, "model_name": model.name,
                "card": model.card, "confusion_matrix": result["confusion_matrix"].tolist()}
     write_text(path, json.dumps(payload, indent=1, allow_nan=True))
+
+
+def _elements(dataset) -> tuple[Iterable, str]:
+    """What to iterate, and how messages name the dataset: a FileSource by its name."""
+    # Checked without importing fcn_keras.data (and TensorFlow): a FileSource exists only if it was imported.
+    source = sys.modules.get("fcn_keras.data.source")
+    if source is not None and isinstance(dataset, source.FileSource):
+        return dataset.dataset(), f"dataset {dataset.name!r}"
+    return dataset, "dataset"
 
 
 def _pair(element) -> tuple[np.ndarray, np.ndarray]:

@@ -40,8 +40,10 @@ class Segmenter:
     description: str
 
 
-def load_keras_model(spec: str, weights: str | None = None) -> SegmentationModel:
+def load_keras_model(spec: str, weights: str | None = None, verify: bool = True) -> SegmentationModel:
     """A Keras model from a zoo name or a ``.keras`` file (for commands that need Keras itself).
+
+    ``weights`` and ``verify`` are :func:`fcn_keras.zoo.load`'s ``weights_path`` and ``verify``.
 
     Example:
         >>> load_keras_model("/nonexistent/model.keras")
@@ -52,7 +54,7 @@ def load_keras_model(spec: str, weights: str | None = None) -> SegmentationModel
     from fcn_keras import zoo
 
     if spec in zoo.list_models():
-        return zoo.load(spec, weights_path=weights)
+        return zoo.load(spec, weights_path=weights, verify=verify)
     if weights is not None:
         raise CommandError("--weights only applies to zoo models")
     path = Path(spec)

@@ -8,6 +8,7 @@ command that reproduces the evaluation.
 - :mod:`fcn_keras.zoo.cards`: the card schema and loading (:func:`info`, :func:`list_models`, :func:`catalog`);
 - :mod:`fcn_keras.zoo.cache`: ``FCN_KERAS_HOME`` and the converted-weights cache (:func:`home`);
 - :mod:`fcn_keras.zoo.downloads`: downloads with progress, ``.part`` files, ``Range`` resume and checksums;
+- :mod:`fcn_keras.zoo.keras_weights`: ``.weights.h5`` files checked against a model and loaded by layer name;
 - :mod:`fcn_keras.zoo.loading`: :func:`load` and :func:`download`.
 
 ``load(name)`` builds the architecture, then fills it from the cache under
@@ -40,10 +41,11 @@ from fcn_keras.caffe import load_caffe_weights
 from fcn_keras.zoo.cache import CacheError, home
 from fcn_keras.zoo.cards import CardError, catalog, info, list_models, published_metrics, validate_card
 from fcn_keras.zoo.downloads import ChecksumError, DownloadError
+from fcn_keras.zoo.keras_weights import WeightsMismatchError
 from fcn_keras.zoo.loading import download, load
 
 __all__ = [
-    "CardError", "ChecksumError", "DownloadError", "CacheError",
+    "CardError", "ChecksumError", "DownloadError", "CacheError", "WeightsMismatchError",
     "list_models", "info", "load", "download", "load_caffe_weights", "home", "validate_card",
     "catalog", "published_metrics",
 ]

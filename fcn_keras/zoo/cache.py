@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CacheError", "home", "ensure_writable", "read_registry", "save_registry", "file_hashes", "file_stat",
-    "cached_conversion", "save_conversion",
+    "recorded_conversion", "cached_conversion", "save_conversion",
 ]
 
 
@@ -146,6 +146,33 @@ def file_stat(path: Path) -> dict:
     return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
 
 
+def recorded_conversion(card: dict) -> dict | None:
+    """The registry's record of the conversion of the card's verified download: ``{"file", "sha256", ...}``.
+
+    ``None`` if this cache has verified no download of the card's file, has not
+    converted it, or recorded a download whose hash is not the card's published
+    checksum (a card changed since).
+
+    Example:
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> from fcn_keras.zoo import info
+        >>> with mock.patch.dict(os.environ, FCN_KERAS_HOME=tempfile.mkdtemp()):  # an empty cache
+        ...     recorded_conversion(info("fcn8s_voc")) is None
+        True
+    """
+    registry = read_registry()
+    recorded = registry["sources"].get(card["weights"]["file"])
+    if recorded is None:
+        return None
+    checksum = card["weights"]["checksum"]
+    if checksum != "none":
+        algorithm, expected = checksum.split(":")
+        if recorded.get(algorithm) != expected:
+            return None
+    return registry["converted"].get(card["name"], {}).get(recorded["sha256"])
+
+
 def cached_conversion(card: dict) -> Path | None:
     """The converted weights of the card's verified download, if cached and intact.
 
@@ -157,9 +184,7 @@ def cached_conversion(card: dict) -> Path | None:
         ...     cached_conversion(info("fcn8s_voc")) is None
         True
     """
-    registry = read_registry()
-    recorded = registry["sources"].get(card["weights"]["file"])
-    entry = registry["converted"].get(card["name"], {}).get(recorded["sha256"]) if recorded else None
+    entry = recorded_conversion(card)
     if entry is None:
         return None
     converted = home() / "converted" / entry["file"]

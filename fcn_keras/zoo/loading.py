@@ -4,7 +4,9 @@ The first :func:`load` downloads (:mod:`fcn_keras.zoo.downloads`), verifies the
 checksum (refusing and deleting a mismatch), converts exactly
 (:func:`fcn_keras.caffe.load_caffe_weights`) and caches the result
 (:mod:`fcn_keras.zoo.cache`); later loads read the converted weights after
-checking their hash.
+checking their hash. A local ``weights_path`` is verified too: a ``.caffemodel``
+against the card's published checksum, a ``.weights.h5`` against the
+conversions this cache recorded, and either by its layers.
 
 Example:
     >>> model = load("fcn8s_voc", weights=False)
@@ -19,14 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fcn_keras.caffe import CaffeModelError, load_caffe_weights
-from fcn_keras.zoo.cache import cached_conversion, ensure_writable, home, save_conversion
+from fcn_keras.zoo.cache import (cached_conversion, ensure_writable, file_hashes, home, recorded_conversion,
+                                 save_conversion)
 from fcn_keras.zoo.cards import loadable_card, provenance
-from fcn_keras.zoo.downloads import card_hashes, check_source, download_source
+from fcn_keras.zoo.downloads import ChecksumError, card_hashes, check_source, download_source
+from fcn_keras.zoo.keras_weights import WeightsMismatchError, load_weights_by_name
 
 if TYPE_CHECKING:
     from fcn_keras.models import FCN
 
-__all__ = ["build", "load", "download"]
+__all__ = ["build", "load", "download", "check_converted"]
 
 
 def build(card: dict, include_preprocessing: bool = True, weights: str = "published") -> FCN:
@@ -87,6 +91,42 @@ def download(name: str, progress: bool = True, timeout: float = 20.0) -> Path:
     return source
 
 
+def check_converted(card: dict, path: Path) -> None:
+    """Refuses a ``.weights.h5`` that is not this cache's conversion of the card's verified download.
+
+    Keras weights are never published upstream, so the only provenance a
+    ``.weights.h5`` can have is the conversion this cache made from a download
+    it verified: the SHA-256 the registry recorded for it
+    (:func:`~fcn_keras.zoo.cache.recorded_conversion`). Any other file (a copy
+    from another machine, your own fine-tuning) raises
+    :class:`~fcn_keras.zoo.ChecksumError` naming the file.
+
+    Example:
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> from fcn_keras.zoo import info
+        >>> path = Path(tempfile.mkdtemp()) / "mine.weights.h5"
+        >>> _ = path.write_bytes(b"fine-tuned")
+        >>> with mock.patch.dict(os.environ, FCN_KERAS_HOME=tempfile.mkdtemp()):  # doctest: +ELLIPSIS
+        ...     check_converted(info("fcn8s_voc"), path)
+        Traceback (most recent call last):
+        ...
+        fcn_keras.zoo.downloads.ChecksumError: ...mine.weights.h5: sha256 is ..., but this cache (...) records none as ...
+    """
+    entry = recorded_conversion(card)
+    actual = file_hashes(path)["sha256"]
+    if entry is not None and actual == entry["sha256"]:
+        return
+    recorded = "records none" if entry is None else f"records {entry['sha256']} (converted/{entry['file']})"
+    file = card["weights"]["file"]
+    raise ChecksumError(
+        f"{path}: sha256 is {actual}, but this cache ({home()}) {recorded} as the conversion of "
+        f"zoo model {card['name']!r}'s verified {file}: a .weights.h5 is verified only as that conversion. "
+        f"Pass the .caffemodel instead (weights_path='/path/to/{file}', verified against the card), or pass "
+        "verify=False to load your own weights (their layers are still checked; model.card['weights'] is then "
+        "'unverified file').")
+
+
 def load(
     name: str,
     weights: bool = True,
@@ -101,14 +141,20 @@ def load(
         name: a zoo entry (see :func:`~fcn_keras.zoo.list_models`).
         weights: load the published weights (downloaded, verified, converted and
             cached on first use); ``False`` gives the architecture only.
-        weights_path: a local ``.caffemodel`` (verified against the card's
-            published checksum, if any, and converted at each load) or
-            ``.weights.h5`` to use instead of downloading.
+        weights_path: a local file to use instead of downloading: a
+            ``.caffemodel`` (converted at each load, not cached) or a Keras
+            ``.weights.h5`` (loaded layer by layer name). Its layers must be
+            exactly the architecture's (names and shapes; the error names the
+            file and the first layer that differs), whatever ``verify`` says.
         include_preprocessing: build the card's preprocessing (RGB->BGR, mean
             subtraction) into the model; ``False`` expects preprocessed input.
-        verify: check ``weights_path`` against the card's published checksum;
-            ``False`` accepts your own weights for the architecture (their
-            structure is always checked).
+        verify: check where ``weights_path`` comes from: a ``.caffemodel``
+            against the card's published checksum (if it has one), a
+            ``.weights.h5`` against the conversion this cache recorded
+            (:func:`check_converted`); a mismatch raises
+            :class:`~fcn_keras.zoo.ChecksumError` naming the file. ``False``
+            loads your own weights for the architecture (fine-tuned ones, say);
+            ``model.card["weights"]`` then says ``"unverified file"``.
         progress: show a progress bar while downloading.
 
     Returns:
@@ -122,42 +168,48 @@ def load(
         >>> model = load("fcn8s_voc", weights=False)
         >>> model.class_names[15], model.output_shape, model.card["name"]
         ('person', (None, None, None, 21), 'fcn8s_voc')
+        >>> load("fcn8s_voc", weights_path="mine.weights.h5", verify=False)  # doctest: +SKIP
     """
     card = loadable_card(name)
     converted = source = digests = None
+    keras_file = False
     if weights_path is not None:
         source = Path(weights_path)
         if not source.is_file():
             raise FileNotFoundError(f"weights_path {str(source)!r} does not exist or is not a file")
+        keras_file = source.name.endswith(".weights.h5")
     elif weights:
         converted = cached_conversion(card)
         if converted is None:
             source = download_source(card, progress)
-    caffemodel = source is not None and not source.name.endswith(".weights.h5")
-    if caffemodel and weights_path is None:
-        # Checked before building the 134M-parameter model, so that refusals are quick.
+    # Provenance is checked before building the 134M-parameter model, so that refusals are quick.
+    if weights_path is None and source is not None:
         ensure_writable(home() / "converted")
         digests = card_hashes(source, card)
         check_source(card, source, digests, cached=True)
-    elif caffemodel and verify and card["weights"]["checksum"] != "none":
-        check_source(card, source, card_hashes(source, card), cached=False)
-    if not weights and weights_path is None:
-        provenance_of_weights = "none"
-    elif weights_path is not None and not (caffemodel and verify and card["weights"]["checksum"] != "none"):
-        provenance_of_weights = "unverified file"
+        origin = "published"
+    elif keras_file:
+        if verify:
+            check_converted(card, source)
+        origin = "published" if verify else "unverified file"
+    elif source is not None:
+        checked = verify and card["weights"]["checksum"] != "none"
+        if checked:
+            check_source(card, source, card_hashes(source, card), cached=False)
+        origin = "published" if checked else "unverified file"
     else:
-        provenance_of_weights = "published"
-    model = build(card, include_preprocessing, provenance_of_weights)
+        origin = "published" if weights else "none"
+    model = build(card, include_preprocessing, origin)
     if converted is not None:
-        model.load_weights(converted)  # fast path: the .caffemodel is not needed
+        model.load_weights(converted)  # fast path: the cache's own file, written from this very architecture
     elif digests is not None:
         _convert_and_cache(card, model, source, digests)
-    elif caffemodel:
+    elif keras_file:
+        try:
+            load_weights_by_name(model, source)
+        except WeightsMismatchError as exc:
+            raise WeightsMismatchError(f"weights_path {exc}") from None
+    elif source is not None:
         # Your own file: converted at each load (it streams at disk speed), not cached.
         load_caffe_weights(model, source)
-    elif source is not None:
-        try:
-            model.load_weights(source)
-        except Exception as exc:  # keras raises several types for files that do not fit
-            raise ValueError(f"weights_path {str(source)!r} does not fit zoo model {name!r}: {exc}") from exc
     return model

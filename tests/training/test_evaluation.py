@@ -118,3 +118,37 @@ def test_scores_need_no_matplotlib_and_the_png_names_the_extra(tmp_path, monkeyp
     with pytest.raises(ImportError, match=r"fcn_keras\[viz\]"):
         evaluate(model, examples, verbose=0, confusion_png=tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.backend_agnostic
+def test_nothing_to_score_is_refused_not_nan(tmp_path):
+    """An empty dataset, or one whose every pixel is void, has NaN scores: refused, naming the dataset."""
+    model = _model()
+    with pytest.raises(ValueError, match=r"^evaluate: dataset is empty \(it gave no \(image, label\) pairs\)"):
+        evaluate(model, [], verbose=0, out_json=tmp_path / "s.json")
+    void = [(x, np.full(l.shape, 255)) for x, l in _examples(2)]
+    with pytest.raises(ValueError, match=r"dataset has 2 images but no pixel labelled with one of model .*3 classes "
+                                         r"\(all are the ignore label 255 or outside 0\.\.2\)"):
+        evaluate(model, void, verbose=0, out_json=tmp_path / "s.json")
+    assert not (tmp_path / "s.json").exists()  # no NaN scores written either
+
+
+def test_a_file_source_is_evaluated_and_named_in_errors(tmp_path):
+    """A FileSource is a dataset evaluate takes as it is; its name is what errors say."""
+    from fcn_keras.data import FileSource
+
+    paths = []
+    for i, (x, l) in enumerate(_examples(3)):
+        Image.fromarray(x.astype(np.uint8)).save(tmp_path / f"{i}.png")
+        Image.fromarray(l.astype(np.uint8)).save(tmp_path / f"{i}_label.png")
+        paths.append((str(tmp_path / f"{i}.png"), str(tmp_path / f"{i}_label.png")))
+    ids = tuple(str(i) for i in range(3))
+    source = FileSource("folder:mine.txt", ids, tuple(p for p, _ in paths), tuple(p for _, p in paths), num_classes=3)
+    model = _model()
+    from_source = evaluate(model, source, verbose=0)
+    from_pairs = evaluate(model, _examples(3), verbose=0)
+    np.testing.assert_array_equal(from_source["confusion_matrix"], from_pairs["confusion_matrix"])
+    for (x, _), (_, label_path) in zip(_examples(3), paths):
+        Image.fromarray(np.full(x.shape[:2], 255, np.uint8)).save(label_path)
+    with pytest.raises(ValueError, match=r"^evaluate: dataset 'folder:mine.txt' has 3 images but no pixel labelled"):
+        evaluate(model, source, verbose=0)
