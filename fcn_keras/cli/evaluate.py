@@ -12,7 +12,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from fcn_keras.cli.common import CommandError, add_command, output_dir, positive
-from fcn_keras.cli.models import load_keras_model
+from fcn_keras.cli.models import add_weights_options, load_keras_model
 
 if TYPE_CHECKING:
     from fcn_keras.data import FileSource
@@ -61,11 +61,7 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--batch-size", type=positive, default=1,
                    help="images of equal size per forward pass; results equal batch 1 (default: %(default)s)")
-    p.add_argument("--weights", help="zoo models: a local .caffemodel or .weights.h5 instead of downloading; "
-                                     "it must be the published weights (or this cache's conversion of them)")
-    p.add_argument("--no-verify", action="store_true",
-                   help="with --weights: accept your own weights for the architecture (their layers are still "
-                        "checked)")
+    add_weights_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,28 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from fcn_keras import data
 
     source = data.dataset_source(args.dataset, args.split, num_classes=args.num_classes, metadata=args.metadata)
-    return score(load_model(args.model, args), source, args)
-
-
-def load_model(spec: str, args: argparse.Namespace) -> SegmentationModel:
-    """:func:`~fcn_keras.cli.models.load_keras_model` with ``--weights`` and ``--no-verify``; a local
-    weights file that is not the published one is refused as one line that names the option.
-
-    Example:
-        >>> from fcn_keras.cli import build_parser
-        >>> load_model("fcn8s_voc", build_parser().parse_args(["evaluate", "fcn8s_voc", "d", "--weights", "/no.h5"]))
-        Traceback (most recent call last):
-        ...
-        FileNotFoundError: weights_path '/no.h5' does not exist or is not a file
-    """
-    from fcn_keras.zoo import ChecksumError
-
-    try:
-        return load_keras_model(spec, args.weights, verify=not args.no_verify)
-    except ChecksumError as exc:
-        if args.weights is None:  # the cache's download, not the user's file
-            raise
-        raise CommandError(f"{exc} On the command line: --no-verify.") from None
+    return score(load_keras_model(args.model, args.weights, not args.no_verify), source, args)
 
 
 def score(model: SegmentationModel, source: FileSource, args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from fcn_keras.cli.common import CommandError, add_command, images, positive, size
-from fcn_keras.cli.models import load_keras_model
+from fcn_keras.cli.models import add_weights_options, load_keras_model
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--representative", metavar="DIR", help="images to calibrate int8 quantization")
     p.add_argument("--input-size", type=size, metavar="HxW", help="TFLite: a fixed input size (GPU delegates)")
     p.add_argument("--parity-images", metavar="DIR", help="check the exports against Keras on these images")
-    p.add_argument("--weights", help="zoo models: a local .caffemodel or .weights.h5 instead of downloading")
+    add_weights_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing version or TFLite file")
     p.set_defaults(run=run)
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.quantization == "int8" and not args.representative:
         raise CommandError("--quantization int8 needs --representative DIR (images to calibrate with)")
     check_images = [str(p) for p in images([args.parity_images])] if args.parity_images else None
-    model = load_keras_model(args.model, args.weights)
+    model = load_keras_model(args.model, args.weights, not args.no_verify)
     from fcn_keras.export import export_model
 
     results = []

@@ -23,6 +23,23 @@ if TYPE_CHECKING:
 MODEL_HELP = "a zoo name (see 'fcn-keras zoo list'), a .keras file, or a SavedModel directory"
 
 
+def add_weights_options(p) -> None:
+    """``--weights`` and ``--no-verify``: a zoo model's local weights file, and accepting one's own.
+
+    Example:
+        >>> import argparse
+        >>> parser = argparse.ArgumentParser()
+        >>> add_weights_options(parser)
+        >>> parser.parse_args(["--weights", "w.weights.h5", "--no-verify"]).no_verify
+        True
+    """
+    p.add_argument("--weights", help="zoo models: a local .caffemodel or .weights.h5 instead of downloading; "
+                                     "it must be the published weights (or this cache's conversion of them)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="with --weights: accept your own weights for the architecture (their layers are still "
+                        "checked)")
+
+
 @dataclass
 class Segmenter:
     """One model behind one interface: ``segment(image uint8 (H, W, 3)) -> class indices (H, W)``.
@@ -43,18 +60,29 @@ class Segmenter:
 def load_keras_model(spec: str, weights: str | None = None, verify: bool = True) -> SegmentationModel:
     """A Keras model from a zoo name or a ``.keras`` file (for commands that need Keras itself).
 
-    ``weights`` and ``verify`` are :func:`fcn_keras.zoo.load`'s ``weights_path`` and ``verify``.
+    ``weights`` and ``verify`` are :func:`fcn_keras.zoo.load`'s ``weights_path`` and ``verify``
+    (``--weights``, ``--no-verify``); a local weights file that is not the published one is refused
+    as one line that names the option.
 
     Example:
         >>> load_keras_model("/nonexistent/model.keras")
         Traceback (most recent call last):
         ...
         fcn_keras.cli.common.CommandError: model file /nonexistent/model.keras does not exist
+        >>> load_keras_model("fcn8s_voc", "/no.h5")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: weights_path '/no.h5' does not exist or is not a file
     """
     from fcn_keras import zoo
 
     if spec in zoo.list_models():
-        return zoo.load(spec, weights_path=weights, verify=verify)
+        try:
+            return zoo.load(spec, weights_path=weights, verify=verify)
+        except zoo.ChecksumError as exc:
+            if weights is None:  # the cache's download, not the user's file
+                raise
+            raise CommandError(f"{exc} On the command line: --no-verify.") from None
     if weights is not None:
         raise CommandError("--weights only applies to zoo models")
     path = Path(spec)
@@ -94,7 +122,7 @@ def saved_model_dir(path: Path) -> Path | None:
     return None
 
 
-def load_segmenter(spec: str, weights: str | None = None) -> Segmenter:
+def load_segmenter(spec: str, weights: str | None = None, verify: bool = True) -> Segmenter:
     """A :class:`Segmenter` from a zoo name, a ``.keras`` file or a SavedModel directory.
 
     A SavedModel must be an fcn_keras export (its ``predict_images`` signature
@@ -128,7 +156,7 @@ def load_segmenter(spec: str, weights: str | None = None) -> Segmenter:
         return Segmenter(lambda image: run(image).argmax(-1), list(names), np.asarray(info["palette"], np.uint8),
                          f"SavedModel {saved}")
 
-    model = load_keras_model(spec, weights)
+    model = load_keras_model(spec, weights, verify)
     import keras
 
     from fcn_keras.preprocessing import preprocess

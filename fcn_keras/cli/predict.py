@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from fcn_keras.cli.common import add_command, images, output_dir
-from fcn_keras.cli.models import MODEL_HELP, load_segmenter
+from fcn_keras.cli.models import MODEL_HELP, add_weights_options, load_segmenter
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="predictions", help="output directory (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the mask in overlays (default: %(default)s)")
-    p.add_argument("--weights", help="zoo models: a local .caffemodel or .weights.h5 instead of downloading")
+    add_weights_options(p)
     p.set_defaults(run=run)
 
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     """
     paths = images(args.inputs)
     out = output_dir(args.out, args.overwrite)
-    segmenter = load_segmenter(args.model, args.weights)
+    segmenter = load_segmenter(args.model, args.weights, not args.no_verify)
     import keras
 
     from fcn_keras import viz

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from fcn_keras.cli.common import CommandError, Parser, add_command
-from fcn_keras.cli.evaluate import add_evaluation_options, load_model, score
+from fcn_keras.cli.evaluate import add_evaluation_options, score
 from fcn_keras.cli.models import load_keras_model
 
 
@@ -142,7 +142,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not Path(args.voc).is_dir():
         raise CommandError(f"--voc {args.voc} is not a directory")
     source = data.seg11valid_source(args.voc) if split == "seg11valid" else data.voc_source(args.voc, split)
-    return score(load_model(args.name, args), source, args)
+    return score(load_keras_model(args.name, args.weights, not args.no_verify), source, args)
 
 
 def run_download(args: argparse.Namespace) -> int:
