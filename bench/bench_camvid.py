@@ -16,6 +16,9 @@ It measures, at native 360x480:
   file, interleaved so that a drifting load hits all alike.
 
 ``FCN_KERAS_CAMVID`` names the dataset folder (default ``../shared/data/camvid``).
+With ``FCN_KERAS_BENCH_CAMVID_FIGURES=DIR`` it also draws, into DIR, the
+training curves of the run (``train_log.csv`` beside the checkpoint) and the
+test images of ``OVERLAY_IMAGES`` with their labels and predictions.
 Quick mode: a random-weight model on 4 test images, a smoke test of the same
 code. Both modes need the folder.
 """
@@ -58,6 +61,28 @@ def _examples(source, limit: int | None = None):
         labels.append(np.asarray(label))
         files.append(source.images[i])
     return images, labels, files
+
+
+OVERLAY_IMAGES = (0, 100, 200)
+"""Positions in the test split drawn by :func:`_figures`: one of each of the split's three sequences."""
+
+
+def _figures(model, images, labels, checkpoint: str | None, out: Path) -> list[str]:
+    from fcn_keras import viz
+    from fcn_keras.export import keras_logits
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    log = Path(checkpoint).parent / "train_log.csv" if checkpoint else None
+    if log is not None and log.is_file():
+        written.append(str(viz.save_image(viz.training_curves_image(log), out / "camvid_training_curves.png")))
+    picked = [i for i in OVERLAY_IMAGES if i < len(images)]
+    predictions = [logits.argmax(-1) for logits in keras_logits(model, [images[i] for i in picked])]
+    rows = [viz.side_by_side(images[i], labels[i], p, model=model) for i, p in zip(picked, predictions)]
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    written.append(str(viz.save_image(np.concatenate(rows), out / "camvid_test_overlays.png")))
+    return written
 
 
 def _interleaved(runs: dict, repeats: int) -> dict[str, float]:
@@ -132,6 +157,8 @@ def run(quick: bool = False) -> dict:
         latencies = _interleaved(runs, 2 if quick else 3)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    figures_dir = os.environ.get("FCN_KERAS_BENCH_CAMVID_FIGURES")
+    figures = _figures(model, images, labels, checkpoint, Path(figures_dir)) if figures_dir else []
 
     table = [{"format": "keras", "ms/image": round(1000 * latencies["keras"], 1), "vs keras": 1.0,
               "pixel agreement %": 100.0, "test mean IU %": round(100 * scores["mean_iou"], 2), "mean IU change": 0.0}]
@@ -145,17 +172,21 @@ def run(quick: bool = False) -> dict:
             "mean IU change": round(100 * (report.mean_iu_export - report.mean_iu_keras), 2),
         })
     int8 = reports["tflite int8"]
+    confusion = np.asarray(scores["confusion_matrix"], np.float64)
     return {
         "model": model.name,
         "weights": weights,
         "images": f"{len(images)} from {where}, native size",
         "scores": {k: v for k, v in scores.items() if k != "confusion_matrix"},
+        # What ENet and SegNet tabulate per class: accuracy (recall), the diagonal over the label counts.
+        "per_class_accuracy": dict(zip(model.class_names, (np.diag(confusion) / confusion.sum(1)).round(4).tolist())),
         "published_class_iou": PUBLISHED,
         "evaluate_seconds": round(evaluate_seconds, 1),
         "tflite_bytes": sizes,
         "int8_target_met": int8.pixel_agreement >= 0.98 and (int8.mean_iu_keras - int8.mean_iu_export) <= 0.01,
         "tflite_float32_not_slower_than_keras": latencies["tflite float32"] <= latencies["keras"],
         "reports": {k: r.as_dict() for k, r in reports.items()},
+        "figures": figures,
         "table": table,
     }
 

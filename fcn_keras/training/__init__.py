@@ -4,8 +4,9 @@
 One concept per module:
 
 - :mod:`~fcn_keras.training.init` — the recipe's model; staged init by layer name;
-- :mod:`~fcn_keras.training.compile` — loss, Caffe SGD, metrics, dtype policy, training state built before ``fit``;
+- :mod:`~fcn_keras.training.compile` — loss, Caffe SGD or AdamW, metrics, dtype policy, training state built before ``fit``;
 - :mod:`~fcn_keras.training.data` — the recipe's datasets, batches a pure function of ``(seed, epoch, step)``;
+- :mod:`~fcn_keras.training.batchnorm` — BatchNorm statistics a model trained from scratch can predict with;
 - :mod:`~fcn_keras.training.distribution` — strategy, chief, per-worker directories, data sharding;
 - :mod:`~fcn_keras.training.callbacks` — NaN stop, best checkpoint;
 - :mod:`~fcn_keras.training.resume` — the exact resume state;
@@ -19,11 +20,13 @@ Example:
     >>> result = train("tiny_synthetic", "/tmp/fcn-run", steps=4)  # doctest: +SKIP
 """
 
+from fcn_keras.training.batchnorm import EstimateStatistics, estimate_statistics, settle_batchnorm
 from fcn_keras.training.callbacks import MONITOR, BestCheckpoint, StopOnNaN, TrainingDiverged
 from fcn_keras.models.segmentation_model import dtype_policy
 from fcn_keras.training.compile import build_training_state, compile_model, make_optimizer
 from fcn_keras.training.data import (
-    class_names_of, data_sources, epoch_seed, label_checked, pipeline_preprocessing, train_dataset, val_dataset,
+    class_names_of, data_sources, epoch_seed, label_checked, pipeline_preprocessing, statistics_batches, train_dataset,
+    val_dataset,
 )
 from fcn_keras.training.distribution import (
     is_chief, is_multi_worker, num_workers, resolve_strategy, shard_by_data, worker_directory,
@@ -34,9 +37,10 @@ from fcn_keras.training.saving import save_model, variable_values
 from fcn_keras.training.train import train
 
 __all__ = [
-    "MONITOR", "BestCheckpoint", "ResumeState", "StopOnNaN", "TrainingDiverged",
-    "build_model", "build_training_state", "class_names_of", "compile_model", "data_sources", "dtype_policy", "epoch_seed",
-    "init_from_model", "is_chief", "is_multi_worker", "iter_layers", "label_checked", "make_optimizer",
-    "num_workers", "pipeline_preprocessing", "resolve_strategy", "save_model", "shard_by_data", "train", "train_dataset",
-    "truncate_csv_log", "val_dataset", "variable_values", "worker_directory",
+    "BestCheckpoint", "EstimateStatistics", "MONITOR", "ResumeState", "StopOnNaN", "TrainingDiverged",
+    "build_model", "build_training_state", "class_names_of", "compile_model", "data_sources", "dtype_policy",
+    "epoch_seed", "estimate_statistics", "init_from_model", "is_chief", "is_multi_worker", "iter_layers",
+    "label_checked", "make_optimizer", "num_workers", "pipeline_preprocessing", "resolve_strategy", "save_model",
+    "settle_batchnorm", "shard_by_data", "statistics_batches", "train", "train_dataset", "truncate_csv_log",
+    "val_dataset", "variable_values", "worker_directory",
 ]
