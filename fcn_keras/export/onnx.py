@@ -13,7 +13,7 @@ them as inputs (``model.stateless_call``) and they become the ONNX file's
 initializers afterwards. Keras' ``model.export(format="onnx")`` freezes them into
 TensorFlow constants first, and tf2onnx copies a graph's constants at every
 optimizer pass: for VGG16 FCN-8s (134M parameters) that is over 20 GB and tens of
-minutes, against about 5 GB and a minute this way.
+minutes, against seconds and about 5 GB this way.
 """
 
 from __future__ import annotations
