@@ -2,7 +2,8 @@
 
 Layout written by :func:`export_saved_model`::
 
-    base_dir/<version>/saved_model.pb, variables/, assets/{class_names.txt, palette.txt, export.json}
+    base_dir/<version>/saved_model.pb, variables/, assets/{class_names.txt, palette.txt, export.json},
+                       assets.extra/tf_serving_warmup_requests
 
 Everything the assets say comes from the model (a
 :class:`~fcn_keras.models.SegmentationModel`): its class names, palette, ignore
@@ -22,12 +23,20 @@ graph, the model's own call — its exact fast formulation):
 - ``predict_images``: ``images`` uint8 ``[N, H, W, 3]`` -> ``logits`` float32
   ``[N, H, W, C]`` and ``mask`` int32 ``[N, H, W]``.
 
+JPEGs are decoded as the training pipeline decodes them (PIL, i.e. libjpeg's
+accurate integer IDCT): :func:`decode_image` gives the same pixels, so a served
+image is segmented exactly as it was evaluated. ``assets.extra`` holds TF
+Serving's warm-up requests (:func:`warmup_records`): a server loading the
+version runs them first, so the first real request does not pay for TensorFlow's
+lazy initialisation.
+
 The SavedModel holds only TensorFlow functions and variables: it loads with
 ``tf.saved_model.load`` where neither keras nor fcn_keras can be imported.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -37,6 +46,7 @@ from typing import Sequence
 import keras
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from fcn_keras.files import atomic_directory
 from fcn_keras.export.graph import export_identity, logits_function, require_segmentation_model
@@ -50,7 +60,11 @@ DEFAULT_MAX_IMAGE_SIZE = 2048
 
 SIGNATURES = ("serving_default", "predict_images")
 ASSET_FILES = ("class_names.txt", "palette.txt", "export.json")
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+"""TF Serving's warm-up file, relative to a version directory (a TFRecord file of ``PredictionLog`` records)."""
+MAX_WARMUP_REQUESTS = 1000  # TF Serving reads at most this many
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def _check_names(names: Sequence[str]) -> list[str]:
@@ -136,6 +150,112 @@ def _image_shape(data, index, max_image_size: int):
         return tf.cast(tf.identity(shape), tf.int32)
 
 
+def decode_image(data) -> tf.Tensor:
+    """``uint8 [H, W, 3]`` RGB pixels of one encoded JPEG or PNG, as :func:`fcn_keras.data.read_image` (PIL) reads them.
+
+    ``tf.io.decode_image``'s JPEG default (``INTEGER_FAST``, libjpeg's fast IDCT)
+    changes most pixels of a photo by a few levels against PIL, which decodes
+    with the accurate integer IDCT (``JDCT_ISLOW``); ``INTEGER_ACCURATE`` is that
+    one and gives identical pixels, greyscale and every chroma subsampling
+    included. PNGs are lossless: ``tf.io.decode_image`` as before.
+
+    Example:
+        >>> png = tf.io.encode_png(tf.fill([2, 3, 3], tf.constant(7, tf.uint8))).numpy()
+        >>> decode_image(png).shape.as_list(), int(decode_image(png)[1, 2, 0])
+        ([2, 3, 3], 7)
+    """
+    def jpeg():
+        return tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+
+    def other():
+        return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+
+    image = tf.cond(tf.io.is_jpeg(data), jpeg, other)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (wire type 2: strings, bytes, messages)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def warmup_records(images: Sequence[bytes], signature: str = "serving_default") -> list[bytes]:
+    """One serialized ``tensorflow.serving.PredictionLog`` per encoded image: a ``PredictRequest`` for
+    ``signature`` whose ``image_bytes`` is that image alone (what TF Serving's warm-up file holds).
+
+    Written without tensorflow-serving-api (only TensorFlow's ``TensorProto``): the
+    fields are ``PredictionLog.predict_log`` (6) -> ``PredictLog.request`` (1) ->
+    ``PredictRequest.model_spec`` (1: ``signature_name``, 3) and ``inputs`` (2, a map).
+
+    Example:
+        >>> from tensorflow_serving.apis import prediction_log_pb2  # doctest: +SKIP
+        >>> log = prediction_log_pb2.PredictionLog.FromString(warmup_records([b"\\xff\\xd8\\xff"])[0])  # doctest: +SKIP
+        >>> log.predict_log.request.model_spec.signature_name  # doctest: +SKIP
+        'serving_default'
+        >>> len(warmup_records([b"a", b"b"]))
+        2
+    """
+    spec = _field(3, signature.encode())
+    records = []
+    for data in images:
+        tensor = tf.make_tensor_proto([bytes(data)], dtype=tf.string, shape=[1]).SerializeToString()
+        inputs = _field(2, _field(1, b"image_bytes") + _field(2, tensor))
+        records.append(_field(6, _field(1, _field(1, spec) + inputs)))
+    return records
+
+
+def default_warmup_images() -> list[bytes]:
+    """The warm-up images an export sends when given none: a 64x64 JPEG and PNG of a smooth pattern.
+
+    Both decoders and the network run once; a server warmed with them answers its
+    first real request at full speed.
+
+    Example:
+        >>> [data[:3] for data in default_warmup_images()]
+        [b'\\xff\\xd8\\xff', b'\\x89PN']
+    """
+    yy, xx = np.mgrid[0:64, 0:64]
+    image = np.stack([xx * 4, yy * 4, (xx + yy) * 2], -1).astype(np.uint8)
+    return [tf.io.encode_jpeg(image, quality=90).numpy(), tf.io.encode_png(image).numpy()]
+
+
+def _warmup_images(warmup, max_image_size: int) -> list[bytes]:
+    if warmup is True:
+        return default_warmup_images()
+    if warmup is False or warmup is None:
+        return []
+    if isinstance(warmup, (str, bytes, os.PathLike)):
+        raise ValueError("warmup must be True, False or a list of images (JPEG/PNG bytes or file paths), "
+                         f"got a single {type(warmup).__name__}")
+    images = []
+    for i, item in enumerate(warmup):
+        data = Path(item).read_bytes() if isinstance(item, (str, os.PathLike)) else bytes(item)
+        if not (data.startswith(_JPEG_MAGIC) or data.startswith(_PNG_MAGIC)):
+            raise ValueError(f"warmup[{i}] is not a JPEG or PNG image")
+        images.append(data)
+    if not images or len(images) > MAX_WARMUP_REQUESTS:
+        raise ValueError(f"warmup needs 1 to {MAX_WARMUP_REQUESTS} images (TF Serving's limit), got {len(images)}")
+    for i, data in enumerate(images):
+        try:
+            width, height = Image.open(io.BytesIO(data)).size
+        except Exception as exc:  # PIL raises several unrelated types for broken files
+            raise ValueError(f"warmup[{i}] cannot be read as an image: {exc}") from None
+        if max(height, width) > max_image_size:
+            raise ValueError(f"warmup[{i}] is {height}x{width} (height x width), larger than max_image_size "
+                             f"{max_image_size}: the warm-up request would fail")
+    return images
+
+
 def _assert_batch(size, name: str):
     return tf.debugging.Assert(size > 0, [tf.strings.format(f"{name}: empty batch; send at least one image", ())])
 
@@ -164,8 +284,7 @@ def build_signatures(logits_fn, max_image_size: int = DEFAULT_MAX_IMAGE_SIZE, sc
             checked_indices = tf.identity(indices)
 
         def segment(i):
-            image = tf.io.decode_image(image_bytes[i], channels=3, dtype=tf.uint8, expand_animations=False)
-            image.set_shape([None, None, 3])
+            image = decode_image(image_bytes[i])
             logits = logits_fn(image[tf.newaxis])[0]
             h, w = tf.shape(image)[0], tf.shape(image)[1]
             padding = [[0, max_h - h], [0, max_w - w]]
@@ -220,6 +339,7 @@ def export_saved_model(
     max_image_size: int = DEFAULT_MAX_IMAGE_SIZE,
     scores: bool = False,
     verbose: bool = True,
+    warmup=True,
 ) -> str:
     """Exports ``model`` as ``base_dir/<version>/``, a SavedModel for TF Serving; returns that path.
 
@@ -236,6 +356,10 @@ def export_saved_model(
             refused by the signatures with an InvalidArgument error saying so.
         scores: also return per-class softmax ``scores`` from ``serving_default``.
         verbose: show a progress bar.
+        warmup: TF Serving warm-up requests written to ``assets.extra/tf_serving_warmup_requests``
+            (one ``serving_default`` request per image): ``True`` sends
+            :func:`default_warmup_images`, a list of JPEG/PNG bytes or file paths sends
+            those (at most 1000), ``False`` writes no warm-up file.
 
     The version appears atomically (:func:`fcn_keras.files.atomic_directory`):
     everything is written to a hidden ``.<version>.*.tmp`` directory in
@@ -269,6 +393,7 @@ def export_saved_model(
 
     model = require_segmentation_model(model)
     names = _check_names(model.class_names)
+    warmup_images = _warmup_images(warmup, max_image_size)
     progress = keras.utils.Progbar(3, verbose=1 if verbose else 0, unit_name="step")
     logits_fn, _, _ = logits_function(model)
     functions = build_signatures(logits_fn, max_image_size, scores)
@@ -277,7 +402,8 @@ def export_saved_model(
 
     info = {
         "format": "fcn_keras SavedModel", **export_identity(model), "mask_pad_value": MASK_PAD_VALUE,
-        "max_image_size": max_image_size, "scores": scores, "signatures": signature_docs(names, max_image_size, scores),
+        "max_image_size": max_image_size, "scores": scores, "warmup_requests": len(warmup_images),
+        "jpeg_decoding": "INTEGER_ACCURATE (libjpeg ISLOW, as PIL)", "signatures": signature_docs(names, max_image_size, scores),
         "tensorflow_version": tf.__version__, "keras_version": keras.__version__,
     }
     root = tf.Module()
@@ -292,6 +418,11 @@ def export_saved_model(
     with atomic_directory(target, replace=overwrite) as tmp, tempfile.TemporaryDirectory() as sources:
         root.assets = [tf.saved_model.Asset(str(p)) for p in _write_assets(Path(sources), names, model.palette, info)]
         tf.saved_model.save(root, str(tmp), signatures=concrete)  # copies the assets into tmp/assets
+        if warmup_images:  # inside the temporary version: it appears with the rest, or not at all
+            (tmp / WARMUP_FILE).parent.mkdir()
+            with tf.io.TFRecordWriter(str(tmp / WARMUP_FILE)) as writer:
+                for record in warmup_records(warmup_images):
+                    writer.write(record)
         progress.update(2)
     progress.update(3)
     return str(target)
@@ -305,7 +436,7 @@ def read_export_info(export_dir: str | os.PathLike) -> dict:
     its RGB 0-255 input), ``architecture``, ``backbone``, ``card`` (zoo
     provenance or None), ``num_classes``, ``model_name``, ``signatures`` (each
     one's inputs and outputs in words), ``mask_pad_value``, ``max_image_size``,
-    ``scores``, ``tensorflow_version``, ``keras_version``.
+    ``scores``, ``warmup_requests`` (how many), ``jpeg_decoding``, ``tensorflow_version``, ``keras_version``.
 
     Example:
         >>> read_export_info("/nonexistent/1")

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from fcn_keras.data.decode import read_image
+from fcn_keras.data.source import FileSource
 from fcn_keras.export.graph import logits_function, require_segmentation_model
 from fcn_keras.export.sidecar import read_sidecar, sidecar_path, write_sidecar
 from fcn_keras.files import atomic_path, find_images
@@ -103,7 +104,8 @@ def calibration_images(representative_data, input_size=None, limit: int = 100) -
     """Float32 RGB 0-255 images ``(1, H, W, 3)`` from ``representative_data``, at most ``limit``.
 
     ``representative_data`` is a directory of images or a glob pattern
-    (:func:`fcn_keras.files.find_images`), or an iterable
+    (:func:`fcn_keras.files.find_images`), a :class:`fcn_keras.data.FileSource`
+    (a split's image files, read as training reads them), or an iterable
     (a list, a generator, a ``tf.data.Dataset`` from ``fcn_keras.data``) of
     images ``(H, W, 3)`` or batches ``(N, H, W, 3)``, bare or as ``(image, label)``
     pairs or ``{"image": ...}`` dicts. Images are resized to ``input_size`` when given.
@@ -114,6 +116,8 @@ def calibration_images(representative_data, input_size=None, limit: int = 100) -
     """
     if isinstance(representative_data, (str, os.PathLike)):
         source = (read_image(p) for p in find_images([representative_data]))
+    elif isinstance(representative_data, FileSource):  # not iterable itself: its images, never its labels
+        source = (read_image(p) for p in representative_data.images)
     else:
         source = iter(representative_data)
     count = 0

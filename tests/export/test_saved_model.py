@@ -142,19 +142,16 @@ def test_serving_default_runs_each_image_alone(loaded, light_logits, images):
     assert len(np.unique(out["mask"][out["mask"] >= 0])) > 1  # random score layers: not a constant mask
 
 
-def test_serving_default_jpeg_matches_keras_within_decoder_differences(loaded, light_model, voc_mini):
-    from PIL import Image
+def test_serving_default_jpeg_matches_keras_on_the_training_decoder(loaded, light_model, voc_mini):
+    """JPEG bytes are segmented exactly as Keras segments the pixels the training pipeline (PIL) reads."""
+    from fcn_keras.data import read_image
 
     files = sorted((voc_mini / "JPEGImages").glob("*.jpg"))[:2]
     out = _serve(loaded, [f.read_bytes() for f in files])
     for i, path in enumerate(files):
-        pil = np.asarray(Image.open(path).convert("RGB"))
-        tf_decoded = tf.io.decode_jpeg(path.read_bytes(), channels=3).numpy()
+        pil = read_image(path)
         h, w = pil.shape[:2]
-        mask = out["mask"][i, :h, :w]
-        keras_tf, keras_pil = (l.argmax(-1) for l in keras_logits(light_model, [tf_decoded, pil]))
-        np.testing.assert_array_equal(mask, keras_tf)  # same decoder: exact
-        assert np.mean(mask == keras_pil) > 0.97  # PIL's libjpeg may round a few pixels differently
+        np.testing.assert_array_equal(out["mask"][i, :h, :w], keras_logits(light_model, [pil])[0].argmax(-1))
 
 
 def test_predict_images_logits_equal_keras(loaded, light_model):
@@ -215,9 +212,17 @@ runner = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(runner)
 image = tf.io.decode_png(open(png, "rb").read()).numpy()
 logits = runner.saved_model_logits(tiny_dir)(image)
+# TF Serving's warm-up requests, parsed with its own protos and run through the signature they name.
+from tensorflow_serving.apis import prediction_log_pb2
+warmup = []
+for record in tf.data.TFRecordDataset(export_dir + "/assets.extra/tf_serving_warmup_requests"):
+    request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+    inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+    answer = loaded.signatures[request.model_spec.signature_name](**inputs)
+    warmup.append({"image": inputs["image_bytes"].numpy()[0].hex(), "mask": answer["mask"].numpy()[0].tolist()})
 assert not [m for m in sys.modules if m.split(".")[0] in blocked and sys.modules[m]]
 print(json.dumps({"mask": out["mask"].numpy()[0].tolist(), "names": names, "signatures": sorted(loaded.signatures),
-                  "runner_logits": logits.tolist()}))
+                  "runner_logits": logits.tolist(), "warmup": warmup}))
 """
 
 
@@ -258,7 +263,7 @@ def processes(model_dir, images, tmp_path_factory):
     return results, work
 
 
-def test_loads_and_runs_where_keras_cannot_be_imported(processes, light_logits, tiny_model, images):
+def test_loads_and_runs_where_keras_cannot_be_imported(processes, light_logits, light_model, tiny_model, images):
     result = processes[0]["keras_free"]
     assert result.returncode == 0, result.stderr[-3000:]
     reply = json.loads(result.stdout.strip().splitlines()[-1])
@@ -268,6 +273,13 @@ def test_loads_and_runs_where_keras_cannot_be_imported(processes, light_logits, 
     # saved_model_logits, with keras and fcn_keras still blocked, on the tiny model's version
     reference = keras_logits(tiny_model, images[:1])[0]
     np.testing.assert_allclose(reply["runner_logits"], reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
+    # The warm-up requests TF Serving would send first answer what Keras answers on their images.
+    from fcn_keras.export.saved_model import decode_image, default_warmup_images
+
+    assert [bytes.fromhex(w["image"]) for w in reply["warmup"]] == default_warmup_images()
+    for answer in reply["warmup"]:
+        pixels = decode_image(bytes.fromhex(answer["image"])).numpy()
+        np.testing.assert_array_equal(np.array(answer["mask"]), keras_logits(light_model, [pixels])[0].argmax(-1))
 
 
 def test_saved_model_logits_takes_images_or_batches_and_names_wrong_inputs(model_dir, tiny_model, images):
