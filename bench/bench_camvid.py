@@ -67,7 +67,7 @@ OVERLAY_IMAGES = (0, 100, 200)
 """Positions in the test split drawn by :func:`_figures`: one of each of the split's three sequences."""
 
 
-def _figures(model, images, labels, checkpoint: str | None, out: Path) -> list[str]:
+def _figures(model, images, labels, palette, checkpoint: str | None, out: Path) -> list[str]:
     from fcn_keras import viz
     from fcn_keras.export import keras_logits
 
@@ -78,7 +78,9 @@ def _figures(model, images, labels, checkpoint: str | None, out: Path) -> list[s
         written.append(str(viz.save_image(viz.training_curves_image(log), out / "camvid_training_curves.png")))
     picked = [i for i in OVERLAY_IMAGES if i < len(images)]
     predictions = [logits.argmax(-1) for logits in keras_logits(model, [images[i] for i in picked])]
-    rows = [viz.side_by_side(images[i], labels[i], p, model=model) for i, p in zip(picked, predictions)]
+    # The dataset's colours for its labels and the predictions alike.
+    rows = [viz.side_by_side(images[i], labels[i], p, palette=palette, class_names=model.class_names)
+            for i, p in zip(picked, predictions)]
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     written.append(str(viz.save_image(np.concatenate(rows), out / "camvid_test_overlays.png")))
@@ -158,7 +160,7 @@ def run(quick: bool = False) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     figures_dir = os.environ.get("FCN_KERAS_BENCH_CAMVID_FIGURES")
-    figures = _figures(model, images, labels, checkpoint, Path(figures_dir)) if figures_dir else []
+    figures = _figures(model, images, labels, source.palette, checkpoint, Path(figures_dir)) if figures_dir else []
 
     table = [{"format": "keras", "ms/image": round(1000 * latencies["keras"], 1), "vs keras": 1.0,
               "pixel agreement %": 100.0, "test mean IU %": round(100 * scores["mean_iou"], 2), "mean IU change": 0.0}]

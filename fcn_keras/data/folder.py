@@ -175,6 +175,7 @@ def folder_source(
         num_classes=num_classes,
         ignore_value=ignore_value,
         class_names=info.class_names if info is not None else None,
+        palette=info.colors if info is not None else None,
         label_colors=info.label_colors if info is not None else None,
     )
     if check_files:

@@ -26,6 +26,8 @@ class FileSource:
         num_classes: labels must hold values in ``[0, num_classes)`` or 255.
         ignore_value: a label value remapped to 255 (e.g. CamVid's 11), or None.
         class_names: optional names of the classes.
+        palette: optional display colour of each class (``uint8 [num_classes, 3]``), e.g. a folder
+            dataset's metadata colours; models trained on the source carry it.
 
     Example:
         >>> src = FileSource("demo", ("a",), ("a.jpg",), ("a.png",), num_classes=21)
@@ -40,6 +42,7 @@ class FileSource:
     num_classes: int | None = None
     ignore_value: int | None = None
     class_names: tuple[str, ...] | None = None
+    palette: np.ndarray | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
         if not (len(self.ids) == len(self.images) == len(self.labels)):

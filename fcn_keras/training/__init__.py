@@ -25,7 +25,7 @@ from fcn_keras.training.callbacks import MONITOR, BestCheckpoint, StopOnNaN, Tra
 from fcn_keras.models.segmentation_model import dtype_policy
 from fcn_keras.training.compile import build_training_state, compile_model, make_optimizer
 from fcn_keras.training.data import (
-    class_names_of, data_sources, epoch_seed, label_checked, pipeline_preprocessing, statistics_batches, train_dataset,
+    class_names_of, data_sources, epoch_seed, label_checked, palette_of, pipeline_preprocessing, statistics_batches, train_dataset,
     val_dataset,
 )
 from fcn_keras.training.distribution import (
@@ -40,7 +40,7 @@ __all__ = [
     "BestCheckpoint", "EstimateStatistics", "MONITOR", "ResumeState", "StopOnNaN", "TrainingDiverged",
     "build_model", "build_training_state", "class_names_of", "compile_model", "data_sources", "dtype_policy",
     "epoch_seed", "estimate_statistics", "init_from_model", "is_chief", "is_multi_worker", "iter_layers",
-    "label_checked", "make_optimizer", "num_workers", "pipeline_preprocessing", "resolve_strategy", "save_model",
-    "settle_batchnorm", "shard_by_data", "statistics_batches", "train", "train_dataset", "truncate_csv_log",
-    "val_dataset", "variable_values", "worker_directory",
+    "label_checked", "make_optimizer", "num_workers", "palette_of", "pipeline_preprocessing", "resolve_strategy",
+    "save_model", "settle_batchnorm", "shard_by_data", "statistics_batches", "train", "train_dataset",
+    "truncate_csv_log", "val_dataset", "variable_values", "worker_directory",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Union
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from fcn_keras import data
@@ -158,6 +159,16 @@ def class_names_of(source: Source) -> tuple[str, ...] | None:
     else:
         names = None
     return tuple(names) if names else None
+
+
+def palette_of(source: Source):
+    """The class colours a dataset source declares (a folder dataset's metadata), else ``None``.
+
+    Example:
+        >>> palette_of(FileSource("demo", ("a",), ("a.jpg",), ("a.png",), palette=np.zeros((2, 3), np.uint8))).shape
+        (2, 3)
+    """
+    return source.palette if isinstance(source, FileSource) else None
 
 
 def train_dataset(recipe: Recipe, source: Source, epochs: range, skip: int = 0,

@@ -37,7 +37,7 @@ def iter_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
 
 
 def build_model(recipe: Recipe, init: str | os.PathLike | None = None,
-                class_names: Sequence[str] | None = None) -> FCN:
+                class_names: Sequence[str] | None = None, palette=None) -> FCN:
     """The recipe's model, initialised from ``init`` (default: the recipe's ``[init] source``).
 
     ``init`` is ``"imagenet"`` (or a local copy of keras.applications' ImageNet
@@ -45,8 +45,9 @@ def build_model(recipe: Recipe, init: str | os.PathLike | None = None,
     layers are copied by name (:func:`init_from_model`; the staged-training
     init of FCN-16s from FCN-32s and FCN-8s from FCN-16s). The recipe's
     BatchNorm momentum is applied by :func:`fcn_keras.training.batchnorm.settle_batchnorm`
-    (:func:`~fcn_keras.training.train` calls it). ``class_names`` name the classes (default ``"class 0"``
-    ...; :func:`~fcn_keras.training.train` passes the dataset's).
+    (:func:`~fcn_keras.training.train` calls it). ``class_names`` and ``palette`` name and colour the
+    classes (default ``"class 0"`` ... and the VOC colour map; :func:`~fcn_keras.training.train` passes
+    the dataset's).
 
     Example:
         >>> from fcn_keras.recipes import load_recipe
@@ -64,7 +65,8 @@ def build_model(recipe: Recipe, init: str | os.PathLike | None = None,
     # ImageNet weights: downloaded, or a local copy of keras.applications' file (.h5 with top, for VGG16).
     imagenet = source == "imagenet" or (source.endswith(".h5") and not source.endswith(".keras"))
     model = build_fcn(m.architecture, num_classes=m.num_classes, trainable_upsampling=m.trainable_upsampling,
-                      weights=source if imagenet else None, backbone=m.backbone, class_names=class_names)
+                      weights=source if imagenet else None, backbone=m.backbone, class_names=class_names,
+                      palette=palette)
     if not imagenet and source != "none":
         init_from_model(model, source)
     return model

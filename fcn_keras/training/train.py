@@ -18,7 +18,7 @@ from fcn_keras.training.callbacks import BestCheckpoint, StopOnNaN, TrainingDive
 from fcn_keras.models.segmentation_model import dtype_policy
 from fcn_keras.training.compile import build_training_state, compile_model
 from fcn_keras.training.data import (
-    class_names_of, data_sources, pipeline_preprocessing, statistics_batches, train_dataset, val_dataset,
+    class_names_of, data_sources, palette_of, pipeline_preprocessing, statistics_batches, train_dataset, val_dataset,
 )
 from fcn_keras.training.distribution import is_multi_worker, resolve_strategy, shard_by_data, worker_directory
 from fcn_keras.training.init import build_model
@@ -90,9 +90,10 @@ def train(
     logs.mkdir(exist_ok=True)
 
     with dtype_policy(t.mixed_precision), strategy.scope():
-        names = class_names_of(train_source)
-        model = build_model(recipe, init=init,
-                            class_names=names if names and len(names) == recipe.model.num_classes else None)
+        names, palette = class_names_of(train_source), palette_of(train_source)
+        fits = bool(names) and len(names) == recipe.model.num_classes
+        model = build_model(recipe, init=init, class_names=names if fits else None,
+                            palette=palette if fits and palette is not None else None)
         settle_batchnorm(model, recipe)
         compile_model(model, recipe)
         # Every variable exists before fit(): a resume state is restored into them, and fit builds nothing.

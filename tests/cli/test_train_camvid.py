@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -48,6 +49,10 @@ def test_camvid_recipe_trains_from_a_folder_and_evaluates(tmp_path, fcn_keras_cm
     assert "trained camvid_mobilenet_v2_scratch to step 1" in stdout and (run / "best.keras").is_file()
     # The first validation comes after one step here: BatchNorm momentum is chosen for that.
     assert "on 52 layers: their moving statistics must settle within one epoch (1 steps)" in stdout
+    # The model carries the dataset's identity: CamVid's class names and colours.
+    model = keras.models.load_model(run / "best.keras")
+    assert model.class_names == load_metadata("camvid").class_names
+    assert model.palette.tolist() == load_metadata("camvid").colors.tolist()
     status, stdout, err = fcn_keras_cmd("evaluate", run / "best.keras", root / "test.txt", "--metadata", "camvid",
                                         "--out", tmp_path / "eval")
     assert status == 0, err
