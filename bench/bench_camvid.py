@@ -137,8 +137,8 @@ def run(quick: bool = False) -> dict:
         jpeg_bytes = [Path(f).read_bytes() for f in files]
         # serving_default returns softmax scores: compared as log-probabilities, whose argmax is the mask.
         served = [np.log(serve(image_bytes=tf.constant([b]))["scores"].numpy()[0] + 1e-30) for b in jpeg_bytes]
-        log_softmax = [r - np.log(np.exp(r - r.max(-1, keepdims=True)).sum(-1, keepdims=True)) - r.max(-1, keepdims=True)
-                       for r in reference]
+        log_softmax = [r - r.max(-1, keepdims=True) for r in reference]
+        log_softmax = [z - np.log(np.exp(z).sum(-1, keepdims=True)) for z in log_softmax]
         reports = {"savedmodel serving_default (JPEG bytes)": compare("savedmodel", log_softmax, served, labels)}
         logits_fn, _, _ = logits_function(model)
         compiled = tf.function(logits_fn, input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])

@@ -44,7 +44,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         """)
     p.add_argument("recipe", metavar="RECIPE", help="a shipped recipe name or a recipe .toml file")
     p.add_argument("--out", required=True, help="run directory (models, logs, resume state)")
-    p.add_argument("--data", metavar="ROOT", help="the recipe's dataset: a VOC root, a folder of split files or a prepared directory")
+    p.add_argument("--data", metavar="ROOT",
+                   help="the recipe's dataset: a VOC root, a folder of split files or a prepared directory")
     p.add_argument("--voc", metavar="ROOT", help="SBD recipes: the VOC root for seg11valid validation")
     p.add_argument("--sbd", metavar="ROOT", help="SBD recipes: the SBD root (benchmark_RELEASE)")
     p.add_argument("--val-data", metavar="DIR", help="prepared recipes: the prepared validation directory")

@@ -4,7 +4,7 @@
 One concept per module:
 
 - :mod:`~fcn_keras.training.init` — the recipe's model; staged init by layer name;
-- :mod:`~fcn_keras.training.compile` — loss, Caffe SGD or AdamW, metrics, dtype policy, training state built before ``fit``;
+- :mod:`~fcn_keras.training.compile` — loss, Caffe SGD or AdamW, metrics, training state built before ``fit``;
 - :mod:`~fcn_keras.training.data` — the recipe's datasets, batches a pure function of ``(seed, epoch, step)``;
 - :mod:`~fcn_keras.training.batchnorm` — BatchNorm statistics a model trained from scratch can predict with;
 - :mod:`~fcn_keras.training.distribution` — strategy, chief, per-worker directories, data sharding;
@@ -25,8 +25,8 @@ from fcn_keras.training.callbacks import MONITOR, BestCheckpoint, StopOnNaN, Tra
 from fcn_keras.models.segmentation_model import dtype_policy
 from fcn_keras.training.compile import build_training_state, compile_model, make_optimizer
 from fcn_keras.training.data import (
-    class_names_of, data_sources, epoch_seed, label_checked, palette_of, pipeline_preprocessing, statistics_batches, train_dataset,
-    val_dataset,
+    class_names_of, data_sources, epoch_seed, label_checked, palette_of, pipeline_preprocessing, statistics_batches,
+    train_dataset, val_dataset,
 )
 from fcn_keras.training.distribution import (
     is_chief, is_multi_worker, num_workers, resolve_strategy, shard_by_data, worker_directory,

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from fcn_keras.recipes import Recipe
 from fcn_keras.training.init import iter_layers
+
 STALE_STATISTICS = 0.05
 """The largest share of its initial moving statistics a BatchNormalization layer may keep after one epoch."""
 

@@ -72,9 +72,7 @@ def data_sources(recipe: Recipe, data_root: str | os.PathLike | dict | None, out
 
 
 def _folder_split(recipe: Recipe, root: Path, split: str) -> FileSource:
-    split_file = Path(split) if split.endswith(".txt") else root / f"{split}.txt"
-    if not split_file.is_absolute() and split.endswith(".txt"):
-        split_file = root / split
+    split_file = root / (split if split.endswith(".txt") else f"{split}.txt")  # an absolute path stays itself
     metadata = recipe.data.metadata or None
     source = data.folder_source(split_file, metadata=metadata,
                                 num_classes=None if metadata else recipe.model.num_classes)
