@@ -87,24 +87,12 @@ def _figures(model, images, labels, palette, checkpoint: str | None, out: Path) 
     return written
 
 
-def _interleaved(runs: dict, repeats: int) -> dict[str, float]:
-    for fn, items in runs.values():  # warm-up: one trace / allocation per size
-        fn(items[0])
-    times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, (fn, items) in runs.items():
-            start = time.perf_counter()
-            for item in items:
-                fn(item)
-            times[name].append((time.perf_counter() - start) / len(items))
-    return {name: float(np.median(t)) for name, t in times.items()}
-
-
 def run(quick: bool = False) -> dict:
     import keras
     import tensorflow as tf
 
     import fcn_keras
+    from bench.bench_export import interleaved_latencies
     from fcn_keras.evaluation import evaluate
     from fcn_keras.export import export_saved_model, export_tflite, keras_logits, tflite_parity
     from fcn_keras.export.graph import logits_function
@@ -156,7 +144,7 @@ def run(quick: bool = False) -> dict:
             sizes[name] = os.path.getsize(path)
             reports[name] = tflite_parity(path, model, images, labels)
             runs[name] = (TFLiteModel(path, num_threads=os.cpu_count()).logits, timed)
-        latencies = _interleaved(runs, 2 if quick else 3)
+        latencies = interleaved_latencies(runs, 2 if quick else 3)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     figures_dir = os.environ.get("FCN_KERAS_BENCH_CAMVID_FIGURES")

@@ -57,7 +57,7 @@ def randomize_scores(model: keras.Model, seed: int = 0) -> keras.Model:
     return model
 
 
-def _interleaved_latencies(runs: dict, repeats: int) -> dict[str, float]:
+def interleaved_latencies(runs: dict, repeats: int) -> dict[str, float]:
     """Median seconds per item of each run; the runs take turns within every repeat.
 
     Taking turns spreads the load of a shared machine over all of them alike, so
@@ -160,7 +160,7 @@ def run(quick: bool = False) -> dict:
             export_seconds[name] = time.perf_counter() - start
             runs[name] = (TFLiteModel(tfl, num_threads=os.cpu_count()).logits, images)
             reports[name] = tflite_parity(tfl, model, images, labels)
-        timings = _interleaved_latencies(runs, repeats)
+        timings = interleaved_latencies(runs, repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
