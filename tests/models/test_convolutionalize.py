@@ -152,4 +152,6 @@ def test_imagenet_download_fails_fast_and_clearly_offline(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "Could not download the ImageNet VGG16 weights" in result.stderr
-    assert "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in result.stderr and "weights=<its path>" in result.stderr
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in result.stderr and "weights=<path>" in result.stderr
+    # Where to put a copy: Keras' own cache, under KERAS_HOME.
+    assert f"Keras' cache ({tmp_path / 'models'})" in result.stderr
