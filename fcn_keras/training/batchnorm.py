@@ -105,13 +105,15 @@ def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization
     return [layer for layer in iter_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
 
 
-def estimate_statistics(model: keras.Model, batches: tf.data.Dataset) -> int:
+def estimate_statistics(model: keras.Model, batches: tf.data.Dataset, forward: Callable | None = None) -> int:
     """Sets every BatchNorm layer's moving mean and variance to the average of its batch statistics over ``batches``.
 
     ``batches`` yields ``(images, labels)`` as training does (preprocessed,
     augmented); only the images are used and no trainable weight changes.
     Returns the number of batches used (0 and nothing changed for a model
-    without BatchNorm).
+    without BatchNorm). ``forward`` is a ``tf.function`` of
+    ``model(images, training=True)`` from an earlier call (:func:`statistics_forward`),
+    which saves tracing the model again.
 
     Example:
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
@@ -131,7 +133,7 @@ def estimate_statistics(model: keras.Model, batches: tf.data.Dataset) -> int:
     try:
         for layer in layers:
             layer.momentum = 0.0  # a training-mode call then leaves the batch's statistics in the moving ones
-        forward = tf.function(lambda images: model(images, training=True), autograph=False)
+        forward = forward or statistics_forward(model)
         for images, *_ in batches:
             forward(images)
             for (mean, variance), layer in zip(sums, layers):
@@ -148,6 +150,19 @@ def estimate_statistics(model: keras.Model, batches: tf.data.Dataset) -> int:
     return count
 
 
+def statistics_forward(model: keras.Model) -> Callable:
+    """``model(images, training=True)`` as a ``tf.function`` for :func:`estimate_statistics`.
+
+    It is traced on its first call, while every BatchNorm momentum is 0, and keeps that
+    momentum in its graph; only :func:`estimate_statistics` may call it.
+
+    Example:
+        >>> callable(statistics_forward(keras.Sequential([keras.Input((2,)), keras.layers.BatchNormalization()])))
+        True
+    """
+    return tf.function(lambda images: model(images, training=True), autograph=False, reduce_retracing=True)
+
+
 class EstimateStatistics(keras.callbacks.Callback):
     """Re-estimates the BatchNorm statistics (:func:`estimate_statistics`) before every validation of ``fit``.
 
@@ -161,9 +176,11 @@ class EstimateStatistics(keras.callbacks.Callback):
         super().__init__()
         self.batches = batches
         self.epoch = 0
+        self.forward = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_test_begin(self, logs=None):
-        estimate_statistics(self.model, self.batches(self.epoch))
+        self.forward = self.forward or statistics_forward(self.model)  # traced once per run
+        estimate_statistics(self.model, self.batches(self.epoch), self.forward)

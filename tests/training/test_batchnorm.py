@@ -23,7 +23,7 @@ STEPS = 24
 
 def _recipe(**training):
     return tiny.tiny_recipe(model={"backbone": "tiny_keras_bn"},
-                            training={"steps": STEPS, "steps_per_epoch": 8, **training})
+                            training={"steps": STEPS, "steps_per_epoch": 8, "batchnorm_batches": 16, **training})
 
 
 def _training_examples(recipe, out):

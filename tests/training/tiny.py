@@ -58,7 +58,8 @@ def tiny_recipe(**overrides) -> Recipe:
                  "synthetic_images": 16, "synthetic_size": [32, 48]},
         "loss": {"reduction": "mean"},
         "optimizer": {"learning_rate": 0.05, "momentum": 0.9},
-        "training": {"steps": 24, "steps_per_epoch": 8, "seed": 3, "deterministic": True, "checkpoint_every": 5},
+        "training": {"steps": 24, "steps_per_epoch": 8, "seed": 3, "deterministic": True, "checkpoint_every": 5,
+                     "batchnorm_batches": 4},
     }
     for section, values in overrides.items():
         data[section] = {**data.get(section, {}), **values}
