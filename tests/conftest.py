@@ -26,7 +26,8 @@ _FULL_SIZE_VGG16 = ("tests/models/test_architectures.py", "tests/models/test_con
                     "tests/models/test_layers.py", "tests/models/test_precision_and_errors.py",
                     "tests/models/test_serialization.py", "tests/zoo/test_conversion.py",
                     "tests/zoo/test_zoo_load.py", "tests/bench/test_bench.py",
-                    "tests/models/test_fast_formulation.py", "tests/test_doctests.py")
+                    "tests/models/test_fast_formulation.py", "tests/test_doctests.py",
+                    "tests/export/test_flagship.py", "tests/zoo/test_weights_path.py")
 _FULL_SIZE_SCOPE = "full-size VGG16 modules"
 # The longest scopes start first, so that the two workers finish together (order only; any name may go).
 _LONGEST_FIRST = (_FULL_SIZE_SCOPE, "tests/training/test_training.py", "tests/export", "tests/test_docs_examples.py",
