@@ -187,14 +187,10 @@ def train_dataset(recipe: Recipe, source: Source, epochs: range, skip: int = 0,
         >>> [labels.shape.as_list() for _, labels in batches]
         [[4, 64, 64], [4, 64, 64], [4, 64, 64]]
     """
-    d, t = recipe.data, recipe.training
+    t = recipe.training
 
     def epoch_batches(epoch: int) -> tf.data.Dataset:
-        return data.make_pipeline(
-            source, training=True, batch_size=d.batch_size, crop_size=tuple(d.crop_size) or None,
-            preprocessing=preprocessing, scale_range=tuple(d.scale_range) or None, flip=d.flip,
-            seed=epoch_seed(t.seed, epoch), deterministic=True, repeat=True,
-        ).take(t.steps_per_epoch)
+        return _augmented(recipe, source, epoch_seed(t.seed, epoch), preprocessing).take(t.steps_per_epoch)
 
     def fresh(_) -> tf.data.Dataset:
         parts = [epoch_batches(epoch) for epoch in epochs]
@@ -224,12 +220,18 @@ def statistics_batches(recipe: Recipe, source: Source, epoch: int,
         >>> len(list(statistics_batches(recipe, train_source, epoch=0)))
         3
     """
-    d, t = recipe.data, recipe.training
+    t = recipe.training
+    return _augmented(recipe, source, epoch_seed(t.seed + 7919, epoch), preprocessing).take(t.batchnorm_batches)
+
+
+def _augmented(recipe: Recipe, source: Source, seed: int, preprocessing) -> tf.data.Dataset:
+    """The recipe's endless augmented training batches drawn from ``seed``."""
+    d = recipe.data
     return data.make_pipeline(
         source, training=True, batch_size=d.batch_size, crop_size=tuple(d.crop_size) or None,
         preprocessing=preprocessing, scale_range=tuple(d.scale_range) or None, flip=d.flip,
-        seed=epoch_seed(t.seed + 7919, epoch), deterministic=True, repeat=True,
-    ).take(t.batchnorm_batches)
+        seed=seed, deterministic=True, repeat=True,
+    )
 
 
 def val_dataset(recipe: Recipe, source: Source, replicas: int = 1,
