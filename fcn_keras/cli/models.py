@@ -11,14 +11,14 @@ Example:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from fcn_keras.cli.common import CommandError
 
 if TYPE_CHECKING:
     from fcn_keras.models import SegmentationModel
+    from fcn_keras.segmenter import Segmenter
 
 MODEL_HELP = "a zoo name (see 'fcn-keras zoo list'), a .keras file, or a SavedModel directory"
 
@@ -38,23 +38,6 @@ def add_weights_options(p) -> None:
     p.add_argument("--no-verify", action="store_true",
                    help="with --weights: accept your own weights for the architecture (their layers are still "
                         "checked)")
-
-
-@dataclass
-class Segmenter:
-    """One model behind one interface: ``segment(image uint8 (H, W, 3)) -> class indices (H, W)``.
-
-    Example:
-        >>> import numpy as np
-        >>> s = Segmenter(lambda image: np.zeros(image.shape[:2], int), ["a"], np.zeros((1, 3), np.uint8), "zeros")
-        >>> s.segment(np.zeros((2, 3, 3), np.uint8)).shape
-        (2, 3)
-    """
-
-    segment: Callable
-    class_names: list[str]
-    palette: object  # uint8 (num_classes, 3)
-    description: str
 
 
 def load_keras_model(spec: str, weights: str | None = None, verify: bool = True) -> SegmentationModel:
@@ -140,32 +123,14 @@ def load_segmenter(spec: str, weights: str | None = None, verify: bool = True) -
         >>> load_segmenter("fcn-demo/saved_model").class_names[:2]  # doctest: +SKIP
         ['background', 'shape 1']
     """
-    import numpy as np
+    from fcn_keras.segmenter import keras_segmenter, saved_model_segmenter
 
     saved = saved_model_dir(Path(spec)) if os.path.isdir(spec) else None
     if saved is not None:
-        from fcn_keras.export import read_export_info, saved_model_logits
-
         try:
-            info = read_export_info(saved)
-            run = saved_model_logits(saved)
+            return saved_model_segmenter(saved)
         except (FileNotFoundError, KeyError):
             raise CommandError(f"SavedModel {saved} is not an fcn_keras export (no predict_images signature "
                                f"or export.json)") from None
-        names = info["class_names"]
-        return Segmenter(lambda image: run(image).argmax(-1), list(names), np.asarray(info["palette"], np.uint8),
-                         f"SavedModel {saved}")
-
     model = load_keras_model(spec, weights, verify)
-    import keras
-
-    from fcn_keras.preprocessing import preprocess
-
-    mode = model.input_preprocessing
-
-    def segment(image):
-        x = np.asarray(image, np.float32)[None]
-        logits = model(x if mode is None else preprocess(x, mode), training=False)
-        return keras.ops.convert_to_numpy(logits)[0].argmax(-1)
-
-    return Segmenter(segment, list(model.class_names), model.palette, f"{model.name} ({spec})")
+    return keras_segmenter(model, f"{model.name} ({spec})")
