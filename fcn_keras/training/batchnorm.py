@@ -151,7 +151,7 @@ def estimate_statistics(model: keras.Model, batches: tf.data.Dataset, forward: C
 
 
 def statistics_forward(model: keras.Model) -> Callable:
-    """``model(images, training=True)`` compiled for :func:`estimate_statistics`: a ``tf.function``, or ``jax.jit`` on JAX.
+    """``model(images, training=True)`` compiled for :func:`estimate_statistics` (``tf.function``; ``jax.jit`` on JAX).
 
     It is traced on its first call, while every BatchNorm momentum is 0, and keeps that
     momentum in its graph; only :func:`estimate_statistics` may call it. On JAX the

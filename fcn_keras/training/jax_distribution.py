@@ -42,8 +42,9 @@ def resolve_distribution(
     ``"data_parallel"``: ``keras.distribution.DataParallel`` over all devices of
     ``keras.distribution.list_devices()``; a ``keras.distribution.DataParallel``
     is returned as it is. Refused, each with one error naming the argument: any
-    backend but JAX, a ``strategy`` given too, several JAX processes, and a
-    ``batch_size`` (the global batch) that the devices cannot split evenly.
+    backend but JAX, a ``strategy`` given too (other than ``"default"``), several
+    JAX processes, and a ``batch_size`` (the global batch) that the devices cannot
+    split evenly.
 
     Example:
         >>> resolve_distribution(None) is None
@@ -62,7 +63,7 @@ def resolve_distribution(
     if backend != "jax":
         raise ValueError(f"distribution={distribution!r} is keras.distribution on the JAX backend (KERAS_BACKEND=jax); "
                          f"this process runs Keras on {backend!r}: use strategy='mirrored' or 'multi_worker' there")
-    if strategy is not None:
+    if strategy not in (None, "default"):
         raise ValueError(f"distribution={distribution!r} and strategy={strategy!r} both distribute training: "
                          f"give one (strategy= is tf.distribute, for the TensorFlow backend)")
     import jax
