@@ -41,6 +41,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             --init runs/fcn32s/model.keras --out runs/fcn16s
         fcn-keras train camvid_mobilenet_v2_scratch --data ~/data/camvid --out runs/camvid
         fcn-keras train my_recipe.toml --data ~/data/VOCdevkit/VOC2012 --out runs/mine   # dataset = "voc"
+        KERAS_BACKEND=jax fcn-keras train camvid_fcn8s_vgg16 --data ~/data/camvid --out runs/camvid \\
+            --distribution data_parallel
         """)
     p.add_argument("recipe", metavar="RECIPE", help="a shipped recipe name or a recipe .toml file")
     p.add_argument("--out", required=True, help="run directory (models, logs, resume state)")
@@ -52,7 +54,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--init", help="initial weights: 'imagenet' (or a local copy of keras.applications' ImageNet "
                    ".h5), 'none' or a .keras model (layers copied by name)")
     p.add_argument("--steps", type=positive, help="override the recipe's number of training steps")
-    p.add_argument("--strategy", choices=("mirrored", "multi_worker"), help="distribute over devices/workers")
+    p.add_argument("--strategy", choices=("mirrored", "multi_worker"),
+                   help="TensorFlow backend: distribute over devices/workers with tf.distribute")
+    p.add_argument("--distribution", choices=("data_parallel",),
+                   help="JAX backend (KERAS_BACKEND=jax): keras.distribution.DataParallel over all devices")
     p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out and start afresh")
     p.set_defaults(run=run)
 
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from fcn_keras.training import train
 
     result = train(recipe, args.out, data_root=roots or None, init=args.init, strategy=args.strategy,
-                   steps=args.steps)
+                   distribution=args.distribution, steps=args.steps)
     print(f"trained {recipe.name} to step {result['global_step']}: final model {result['model']}, "
           f"best validation mean IU {result['best_val_mean_iou']:.4f} ({result['best']})")
     return 0

@@ -111,7 +111,7 @@ def estimate_statistics(model: keras.Model, batches: tf.data.Dataset, forward: C
     ``batches`` yields ``(images, labels)`` as training does (preprocessed,
     augmented); only the images are used and no trainable weight changes.
     Returns the number of batches used (0 and nothing changed for a model
-    without BatchNorm). ``forward`` is a ``tf.function`` of
+    without BatchNorm). ``forward`` is a compiled
     ``model(images, training=True)`` from an earlier call (:func:`statistics_forward`),
     which saves tracing the model again.
 
@@ -151,15 +151,31 @@ def estimate_statistics(model: keras.Model, batches: tf.data.Dataset, forward: C
 
 
 def statistics_forward(model: keras.Model) -> Callable:
-    """``model(images, training=True)`` as a ``tf.function`` for :func:`estimate_statistics`.
+    """``model(images, training=True)`` compiled for :func:`estimate_statistics` (``tf.function``; ``jax.jit`` on JAX).
 
     It is traced on its first call, while every BatchNorm momentum is 0, and keeps that
-    momentum in its graph; only :func:`estimate_statistics` may call it.
+    momentum in its graph; only :func:`estimate_statistics` may call it. On JAX the
+    compiled function is the public ``model.stateless_call``, whose new non-trainable
+    values (moving statistics, RNG state) are assigned back, as a TensorFlow graph
+    assigns them; under a ``keras.distribution`` it runs on the distributed variables.
 
     Example:
         >>> callable(statistics_forward(keras.Sequential([keras.Input((2,)), keras.layers.BatchNormalization()])))
         True
     """
+    if keras.backend.backend() == "jax":
+        import jax
+
+        step = jax.jit(lambda trainable, non_trainable, images: model.stateless_call(
+            trainable, non_trainable, images, training=True)[1])
+
+        def forward(images) -> None:
+            values = step([v.value for v in model.trainable_variables],
+                          [v.value for v in model.non_trainable_variables], np.asarray(images))
+            for variable, value in zip(model.non_trainable_variables, values):
+                variable.assign(value)
+
+        return forward
     return tf.function(lambda images: model(images, training=True), autograph=False, reduce_retracing=True)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -45,6 +46,20 @@ def resolve_strategy(strategy: str | tf.distribute.Strategy | None = None) -> tf
         return strategy
     raise ValueError(f"strategy must be None, 'default', 'mirrored', 'multi_worker' or a tf.distribute.Strategy, "
                      f"got {strategy!r}")
+
+
+def strategy_of(model: keras.Model) -> tf.distribute.Strategy:
+    """The ``tf.distribute`` strategy ``model`` was built under: its own on TensorFlow, the default one elsewhere.
+
+    Only TensorFlow-backend models have ``distribute_strategy``; on JAX one
+    process is one strategy replica (``keras.distribution`` splits batches
+    inside the compiled step, see :mod:`fcn_keras.training.jax_distribution`).
+
+    Example:
+        >>> strategy_of(keras.Sequential([keras.Input((1,))])).num_replicas_in_sync
+        1
+    """
+    return getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
 
 
 def num_workers(strategy: tf.distribute.Strategy) -> int:

@@ -25,7 +25,7 @@ import numpy as np
 
 from fcn_keras.files import atomic_directory, write_text
 from fcn_keras.training.callbacks import BestCheckpoint
-from fcn_keras.training.distribution import is_chief
+from fcn_keras.training.distribution import is_chief, strategy_of
 from fcn_keras.training.saving import variable_values
 
 LATEST = "latest.json"
@@ -98,7 +98,7 @@ class ResumeState(keras.callbacks.Callback):
             # Keras reset the metrics just before this call: put back the interrupted epoch's running values.
             # (Under several replicas a sum-on-read variable cannot be assigned its total; the epoch's
             # logs then count from the resume on.)
-            if self.step_in_epoch and self.model.distribute_strategy.num_replicas_in_sync == 1:
+            if self.step_in_epoch and strategy_of(self.model).num_replicas_in_sync == 1:
                 self._assign("metrics", self._groups()["metrics"])
             self._restore_metrics, self._restore = False, None
 
@@ -135,7 +135,7 @@ class ResumeState(keras.callbacks.Callback):
         """Writes the state now (every worker reads its variables, only the chief writes)."""
         groups = self._groups()
         arrays = {f"{g}/{i}": value for g, vs in groups.items() for i, value in enumerate(variable_values(vs))}
-        if not is_chief(self.model.distribute_strategy):
+        if not is_chief(strategy_of(self.model)):
             return
         name = f"step-{self.global_step:09d}"
         with atomic_directory(self.directory / name, replace=True) as tmp:

@@ -22,6 +22,9 @@ from fcn_keras.training.data import (
 )
 from fcn_keras.training.distribution import is_multi_worker, resolve_strategy, shard_by_data, worker_directory
 from fcn_keras.training.init import build_model
+from fcn_keras.training.jax_distribution import (
+    device_count, distribution_scope, resolve_distribution, whole_batches,
+)
 from fcn_keras.training.resume import ResumeState, truncate_csv_log
 from fcn_keras.training.saving import save_model
 
@@ -33,6 +36,7 @@ def train(
     data_root: str | os.PathLike | dict | None = None,
     init: str | os.PathLike | None = None,
     strategy: str | tf.distribute.Strategy | None = None,
+    distribution: str | keras.distribution.DataParallel | None = None,
     steps: int | None = None,
     verbose: str | int = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -53,6 +57,8 @@ def train(
         init: overrides the recipe's ``[init] source`` (e.g. the previous stage's ``model.keras``).
         strategy: ``None``, ``"mirrored"``, ``"multi_worker"`` or a ``tf.distribute.Strategy``
             (:func:`~fcn_keras.training.distribution.resolve_strategy`).
+        distribution: on the JAX backend, ``"data_parallel"`` or a ``keras.distribution.DataParallel``
+            (:func:`~fcn_keras.training.jax_distribution.resolve_distribution`); not with ``strategy``.
         steps: overrides ``training.steps`` (a short run of a big recipe).
         verbose: Keras ``fit`` verbosity (progress bar by default).
         callbacks: extra Keras callbacks.
@@ -77,6 +83,7 @@ def train(
     if any(isinstance(cb, ResumeState) for cb in callbacks):
         raise ValueError("train() adds its own ResumeState callback")
     t = recipe.training
+    parallel = resolve_distribution(distribution, strategy=strategy, batch_size=recipe.data.batch_size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "recipe.json", json.dumps({"name": recipe.name, "source": recipe.source,
@@ -89,7 +96,7 @@ def train(
     logs = worker_directory(strategy, out)
     logs.mkdir(exist_ok=True)
 
-    with dtype_policy(t.mixed_precision), strategy.scope():
+    with dtype_policy(t.mixed_precision), strategy.scope(), distribution_scope(parallel):
         names, palette = class_names_of(train_source), palette_of(train_source)
         fits = bool(names) and len(names) == recipe.model.num_classes
         model = build_model(recipe, init=init, class_names=names if fits else None,
@@ -117,13 +124,16 @@ def train(
         # Its own seeds: the estimate must not consume or shift the training batches.
         fit_callbacks.insert(0, EstimateStatistics(lambda epoch: statistics_batches(
             recipe, train_source, epoch, preprocessing)))
-    val = shard_by_data(val_dataset(recipe, val_source, strategy.num_replicas_in_sync, preprocessing))
+    devices = device_count(parallel)  # keras.distribution's; strategy has 1 replica then, and vice versa
+    val = whole_batches(shard_by_data(val_dataset(recipe, val_source, strategy.num_replicas_in_sync * devices,
+                                                  preprocessing)), devices)
     history: dict[str, list] = {}
 
     def run(first_epoch: int, last_epoch: int, steps_per_epoch: int, skip: int) -> None:
         data = shard_by_data(train_dataset(recipe, train_source, range(first_epoch, last_epoch), skip, preprocessing))
-        fit = model.fit(data, epochs=last_epoch, initial_epoch=first_epoch, steps_per_epoch=steps_per_epoch,
-                        validation_data=val, callbacks=fit_callbacks, verbose=verbose, shuffle=False)
+        with distribution_scope(parallel):
+            fit = model.fit(data, epochs=last_epoch, initial_epoch=first_epoch, steps_per_epoch=steps_per_epoch,
+                            validation_data=val, callbacks=fit_callbacks, verbose=verbose, shuffle=False)
         for key, values in fit.history.items():
             history.setdefault(key, []).extend(values)
 

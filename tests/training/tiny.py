@@ -4,14 +4,14 @@ The training machinery (resume, distribution, logs) does not depend on the
 encoder, so these tests register a five-convolution encoder (strides 8/16/32,
 with BatchNorm statistics and dropout RNG state to restore) instead of paying for
 MobileNetV2's graph on a shared 2-core machine. ``python tests/training/tiny.py
-OUT [--kill-after N] [--strategy S] [--logical-cpus K] [--steps N] [--probe-compat]
-[--then-one-device OUT2]`` trains it
-in a fresh process.
+OUT [--kill-after N] [--strategy S] [--distribution D] [--logical-cpus K] [--steps N]
+[--set SECTION.KEY=VALUE ...] [--probe-compat] [--then-one-device OUT2]`` trains it in a fresh process.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -30,8 +30,10 @@ def _tiny_application(include_top=False, weights=None, input_shape=(None, None, 
     x = inputs
     for i, filters in enumerate((16, 32, 32, 64, 64), start=1):
         x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"tiny_c{i}")(x)
-        # Short momentum: moving statistics usable after a few dozen steps; synchronized: Mirrored == one device.
-        x = keras.layers.BatchNormalization(momentum=bn_momentum, synchronized=True, name=f"tiny_bn{i}")(x)
+        # Short momentum: moving statistics usable after a few dozen steps; synchronized: Mirrored == one device
+        # (a TensorFlow-only flag: under JAX's DataParallel the statistics are of the global batch anyway).
+        x = keras.layers.BatchNormalization(momentum=bn_momentum, synchronized=keras.backend.backend() == "tensorflow",
+                                            name=f"tiny_bn{i}")(x)
         x = keras.layers.ReLU(name=f"tiny_conv{i}")(x)
     x = keras.layers.Dropout(DROPOUT, name="tiny_drop")(x)
     return keras.Model(inputs, x, name="tiny")
@@ -118,6 +120,9 @@ def main(argv=None) -> None:
     parser.add_argument("out")
     parser.add_argument("--kill-after", type=int, default=0, help="steps of this process before os._exit(17)")
     parser.add_argument("--strategy", default=None)
+    parser.add_argument("--distribution", default=None, help="train(distribution=...): keras.distribution on JAX")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a tiny_recipe() override, VALUE in JSON (e.g. data.batch_size=4)")
     parser.add_argument("--logical-cpus", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--probe-compat", action="store_true", help="then probe_compat() under the strategy")
@@ -131,11 +136,23 @@ def main(argv=None) -> None:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus)
     from fcn_keras.training import train
 
+    overrides = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        section, name = key.split(".")
+        overrides.setdefault(section, {})[name] = json.loads(value)
     callbacks = [KillAt(args.kill_after)] if args.kill_after else []
-    runs = [(args.out, args.strategy)] + ([(args.then_one_device, None)] if args.then_one_device else [])
-    for out, strategy in runs:  # a second run here saves starting TensorFlow in another process
-        result = train(tiny_recipe(), out, strategy=strategy, steps=args.steps, verbose=2, callbacks=callbacks)
-        print("replicas:", result["model_object"].distribute_strategy.num_replicas_in_sync)
+    runs = [(args.out, args.strategy, args.distribution)]
+    runs += [(args.then_one_device, None, None)] if args.then_one_device else []
+    for out, strategy, distribution in runs:  # a second run here saves starting TensorFlow in another process
+        result = train(tiny_recipe(**overrides), out, strategy=strategy, distribution=distribution, steps=args.steps,
+                       verbose=2, callbacks=callbacks)
+        model = result["model_object"]
+        if keras.backend.backend() == "tensorflow":
+            print("replicas:", model.distribute_strategy.num_replicas_in_sync)
+        else:  # the devices that hold the trained variables
+            print("devices:", len(keras.distribution.list_devices()), "variables on:",
+                  len(model.weights[0].value.sharding.device_set))
         print("RESULT global_step", result["global_step"], "resumed_from", result["resumed_from"])
     if args.probe_compat:
         probe_compat(result["model_object"].distribute_strategy)
