@@ -5,6 +5,9 @@ every variable of the model (weights, BatchNorm statistics, dropout RNG
 state), of the optimizer (momenta, iteration count, loss scale) and of the
 running metrics of the current epoch, published by atomically replacing
 ``resume/latest.json`` (which names it, with the epoch and the step in it).
+Under ``tf.distribute`` each replica holds a part of a running metric (Keras'
+sum-on-read variables): the state keeps every replica's part besides the
+total, and puts each part back into its replica.
 Keras' ``BackupAndRestore`` restarts an interrupted epoch from its first
 batch with mid-epoch weights, replaying batches; it is not used.
 """
@@ -25,10 +28,12 @@ import numpy as np
 
 from fcn_keras.files import atomic_directory, write_text
 from fcn_keras.training.callbacks import BestCheckpoint
-from fcn_keras.training.distribution import is_chief, strategy_of
+from fcn_keras.training.distribution import assign_replica_values, is_chief, replica_values, strategy_of
 from fcn_keras.training.saving import variable_values
 
 LATEST = "latest.json"
+REPLICAS = "metric_replicas"
+"""The key prefix of the per-replica parts of the running metrics in ``variables.npz``."""
 
 
 class ResumeState(keras.callbacks.Callback):
@@ -96,23 +101,36 @@ class ResumeState(keras.callbacks.Callback):
         self.step_in_epoch = self._batch_offset
         if self._restore_metrics:
             # Keras reset the metrics just before this call: put back the interrupted epoch's running values.
-            # (Under several replicas a sum-on-read variable cannot be assigned its total; the epoch's
-            # logs then count from the resume on.)
-            if self.step_in_epoch and strategy_of(self.model).num_replicas_in_sync == 1:
-                self._assign("metrics", self._groups()["metrics"])
+            if self.step_in_epoch:
+                self._assign_metrics(self._groups()["metrics"])
             self._restore_metrics, self._restore = False, None
 
-    def _assign(self, group: str, variables: list) -> None:
+    def _values(self, group: str, variables: list) -> list[np.ndarray]:
         count = sum(1 for k in self._restore if k.startswith(f"{group}/"))
         if count != len(variables):
             raise ValueError(f"resume state in {self.directory} has {count} {group} variables, the run has "
                              f"{len(variables)}: it was written by another recipe or version; delete it to restart")
-        for i, variable in enumerate(variables):
-            value = self._restore[f"{group}/{i}"]
+        values = [self._restore[f"{group}/{i}"] for i in range(count)]
+        for variable, value in zip(variables, values):
             if tuple(value.shape) != tuple(variable.shape):
                 raise ValueError(f"resume state in {self.directory}: {group} variable {variable.path} has shape "
                                  f"{value.shape}, the run needs {tuple(variable.shape)}")
+        return values
+
+    def _assign(self, group: str, variables: list) -> None:
+        for variable, value in zip(variables, self._values(group, variables)):
             variable.assign(value)
+
+    def _assign_metrics(self, variables: list) -> None:
+        totals = self._values("metrics", variables)
+        strategy = strategy_of(self.model)
+        n = strategy.num_replicas_in_sync
+        parts = [self._restore.get(f"{REPLICAS}/{i}") for i in range(len(variables))]
+        if any(p is None or p.shape[0] != n for p in parts):
+            # Written with another number of replicas (or before parts were kept): the whole total goes
+            # to the first replica, the others count from zero; the sums read the same.
+            parts = [np.concatenate([t[None], np.zeros((n - 1, *t.shape), t.dtype)]) for t in totals]
+        assign_replica_values(strategy, variables, parts)
 
     def on_train_batch_end(self, batch, logs=None):
         self.step_in_epoch = self._batch_offset + batch + 1
@@ -134,8 +152,13 @@ class ResumeState(keras.callbacks.Callback):
     def save(self) -> None:
         """Writes the state now (every worker reads its variables, only the chief writes)."""
         groups = self._groups()
+        metrics = groups.pop("metrics")
         arrays = {f"{g}/{i}": value for g, vs in groups.items() for i, value in enumerate(variable_values(vs))}
-        if not is_chief(strategy_of(self.model)):
+        strategy = strategy_of(self.model)
+        for i, parts in enumerate(replica_values(strategy, metrics)):
+            arrays[f"metrics/{i}"] = parts.sum(axis=0, dtype=parts.dtype)
+            arrays[f"{REPLICAS}/{i}"] = parts
+        if not is_chief(strategy):
             return
         name = f"step-{self.global_step:09d}"
         with atomic_directory(self.directory / name, replace=True) as tmp:
