@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from fcn_keras import data
 from fcn_keras.data import FileSource
+from fcn_keras.palette import IGNORE_LABEL
 from fcn_keras.preprocessing import preprocess
 from fcn_keras.recipes import Recipe
 
@@ -236,11 +237,17 @@ def _augmented(recipe: Recipe, source: Source, seed: int, preprocessing) -> tf.d
 
 def val_dataset(recipe: Recipe, source: Source, replicas: int = 1,
                 preprocessing: str | Callable | None = "fcn") -> tf.data.Dataset:
-    """Validation batches of one image per replica, in split order (``validation_steps`` of them, if set).
+    """Validation batches of one image per replica, never padded (``validation_steps`` of them, if set).
 
-    No replica gets an empty batch. Images of a batch are padded to the
-    largest (labels with 255, never counted); :func:`fcn_keras.evaluation.evaluate`
-    gives exact batch-1 figures.
+    Padding changes what an FCN predicts near the border (its receptive field
+    is hundreds of pixels), so a batch only holds images of one size: with
+    several replicas, images are grouped by size (tf.data's ``group_by_window``)
+    and the last batch of a size is filled up with blank images whose every
+    label is the ignore label 255. Every replica gets one image at every step,
+    and every real pixel is counted exactly once: the validation metrics are
+    those of :func:`fcn_keras.evaluation.evaluate`. At most ``replicas - 1``
+    images of each size wait for their batch. With one replica the batches are
+    the images in split order.
 
     Example:
         >>> import tempfile
@@ -250,7 +257,23 @@ def val_dataset(recipe: Recipe, source: Source, replicas: int = 1,
         >>> [images.shape.as_list() for images, _ in val_dataset(recipe, val_source, replicas=2)]
         [[2, 64, 64, 3]]
     """
-    dataset = data.make_pipeline(source, training=False, batch_size=replicas, preprocessing=preprocessing)
+    dataset = data.make_pipeline(source, training=False, batch_size=1, preprocessing=preprocessing)
+    if replicas > 1:
+        dataset = _same_size_batches(dataset.unbatch(), replicas)
     if recipe.training.validation_steps:
         dataset = dataset.take(recipe.training.validation_steps)
     return label_checked(dataset, recipe.model.num_classes)
+
+
+def _same_size_batches(examples: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """Batches of ``batch_size`` examples of one size; a size's last batch filled up with all-ignored blanks."""
+
+    def size_key(image, label):
+        shape = tf.shape(label, out_type=tf.int64)
+        return shape[0] * 2**32 + shape[1]
+
+    def full_batch(_, window):
+        blank = window.take(1).map(lambda image, label: (tf.zeros_like(image), tf.fill(tf.shape(label), IGNORE_LABEL)))
+        return window.concatenate(blank.repeat(batch_size - 1)).take(batch_size).batch(batch_size)
+
+    return examples.group_by_window(size_key, full_batch, window_size=batch_size)
