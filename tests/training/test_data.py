@@ -6,7 +6,8 @@ import numpy as np
 import keras
 import pytest
 
-from fcn_keras.training import data_sources, save_model, train_dataset
+from fcn_keras.data import voc_source, write_synthetic_voc
+from fcn_keras.training import data_sources, save_model, train_dataset, val_dataset
 from tests.cli.test_train_camvid import write_camvid_like
 from tests.training import tiny
 
@@ -34,6 +35,29 @@ def test_every_iteration_of_the_training_data_yields_the_same_batches(tmp_path):
     for (x1, y1), (x2, y2) in zip(first[4:], resumed):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
+
+
+def test_validation_batches_never_mix_sizes_and_hold_every_image_once(tmp_path):
+    # Padding images of different sizes into one batch changes an FCN's output: under N replicas the
+    # validation batches hold N images of one size, the last of a size filled with all-ignored blanks.
+    root = write_synthetic_voc(tmp_path, num_images=20, seed=4, image_size=[(32, 48), (40, 40), (48, 32)],
+                               num_classes=3)
+    source, recipe = voc_source(root, "val", num_classes=3), tiny.tiny_recipe()
+    examples = [(x[0], y[0]) for x, y in _batches(val_dataset(recipe, source, 1, preprocessing=None))]
+    sizes = [y.shape for _, y in examples]
+    assert len(set(sizes)) == 2 and sizes[0] != sizes[1], sizes
+
+    def key(pair):
+        return pair[1].shape, pair[1].tobytes(), pair[0].tobytes()
+
+    for replicas in (2, 3):
+        batches = _batches(val_dataset(recipe, source, replicas, preprocessing=None))
+        assert all(len(x) == replicas for x, _ in batches)  # one image per replica at every step
+        pairs = [pair for x, y in batches for pair in zip(x, y)]
+        real = [pair for pair in pairs if (pair[1] != 255).any()]
+        blanks = [pair for pair in pairs if (pair[1] == 255).all()]
+        assert sorted(map(key, real)) == sorted(map(key, examples))  # every image once, unchanged
+        assert len(blanks) == sum(-sizes.count(size) % replicas for size in set(sizes)), replicas
 
 
 @keras.saving.register_keras_serializable(package="fcn_keras_tests")

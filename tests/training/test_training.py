@@ -1,4 +1,4 @@
-"""train(): exact resume after a kill, improvement on synthetic data, Mirrored == one device, MultiWorker.
+"""train(): exact resume after a kill, improvement on synthetic data, Mirrored and MultiWorker == one device.
 
 The runs use the tiny encoder of ``tiny.py`` and happen in fresh processes
 (in parallel where independent): a kill must really end a process, and
@@ -45,26 +45,80 @@ def _weights(path):
     return {f"{i}:{v.path}": np.asarray(v.numpy()) for i, v in enumerate(model.weights)}
 
 
+MULTI_WORKER_RESUME = os.environ.get("FCN_KERAS_TEST_MULTI_WORKER_RESUME") == "1"
+MIXED_SIZES = [(32, 48), (40, 40), (48, 32)]
+"""Validation images of these sizes (seed 4): pairs of different sizes, and one size three times."""
+
+
+def _worker_env(cluster, index):
+    return {"FCN_TINY_DROPOUT": "0",
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+
+
+def _cluster():
+    return {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
+
+
+def _results(output, count):
+    """The output of each train() run of one process (each ends with its RESULT line)."""
+    chunks, lines = [], []
+    for line in output.splitlines():
+        lines.append(line)
+        if line.startswith("RESULT "):
+            chunks.append("\n".join(lines))
+            lines = []
+    assert len(chunks) == count, output[-4000:]
+    chunks[-1] += "\n" + "\n".join(lines)  # what the process printed after its last run
+    return chunks
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One uninterrupted run, one killed after 11 steps and then resumed; 8 steps without dropout
-    (dropout masks of a batch of 2 and of two batches of 1 differ) on 2 mirrored CPUs and then, in the
-    same process, on one device (the default strategy: no replicas)."""
+    """One-device runs with dropout: one uninterrupted, one killed after 11 steps and then resumed.
+
+    Then 8 steps fine-tuning the uninterrupted run's model (a model that predicts several classes) without
+    dropout (dropout masks of a batch of 2 and of two batches of 1 differ) on a dataset of mixed image
+    sizes: on 2 mirrored CPUs, and in the same process a mirrored run killed after 7 steps resumed, then
+    one device (the default strategy: no replicas); and by two workers on localhost
+    (MultiWorkerMirroredStrategy), with FCN_KERAS_TEST_MULTI_WORKER_RESUME=1 in the same processes
+    resuming two workers killed after 7 steps. Runs share processes where they can: starting
+    TensorFlow dominates these runs.
+    """
+    from fcn_keras.data import write_synthetic_voc
+
     base = tmp_path_factory.mktemp("runs")
+    mixed = write_synthetic_voc(base / "mixed", num_images=20, seed=4, image_size=MIXED_SIZES, num_classes=3)
     full = _start(base / "full")
     killed = _start(base / "resumed", "--kill-after", 11)
     killed_output = _finish(killed, expected_rc=17)
     state = json.loads((base / "resumed" / "resume" / "latest.json").read_text())
     resumed = _start(base / "resumed")
     full_output = _finish(full)
-    mirrored = _start(base / "mirrored", "--steps", 8, "--logical-cpus", 2, "--strategy", "mirrored",
-                      "--then-one-device", base / "single", env={"FCN_TINY_DROPOUT": "0"})
+    common = ("--steps", 8, "--data-root", mixed, "--init", base / "full" / "model.keras")
+    mirrored_args = (*common, "--logical-cpus", 2, "--strategy", "mirrored")
+    no_dropout = {"FCN_TINY_DROPOUT": "0"}
+    killed_mirrored = _start(base / "mirrored-resumed", *mirrored_args, "--kill-after", 7, env=no_dropout)
+    killed_runs, then_again = ["mirrored-resumed"], ()
+    if MULTI_WORKER_RESUME:
+        cluster = _cluster()
+        killed_workers = [_start(base / "workers-resumed", *common, "--strategy", "multi_worker", "--kill-after",
+                                 7, env=_worker_env(cluster, i)) for i in range(2)]
+        for worker in killed_workers:
+            _finish(worker, expected_rc=17)
+        killed_runs, then_again = [*killed_runs, "workers-resumed"], ("--then-again", base / "workers-resumed")
+    cluster = _cluster()
+    workers = [_start(base / "workers", *common, "--strategy", "multi_worker", *then_again, "--probe-compat",
+                      env=_worker_env(cluster, i)) for i in range(2)]
+    _finish(killed_mirrored, expected_rc=17)
+    mirrored = _start(base / "mirrored", *mirrored_args, "--then-again", base / "mirrored-resumed",
+                      "--then-one-device", base / "single", env=no_dropout)
+    killed_states = {run: json.loads((base / run / "resume" / "latest.json").read_text()) for run in killed_runs}
     resumed_output = _finish(resumed)
-    both = _finish(mirrored)
-    assert both.count("RESULT global_step 8") == 2, both[-4000:]
-    mirrored_output, single_output = both.split("RESULT global_step 8", 1)
-    return {"base": base, "state_at_kill": state,
-            "outputs": (full_output, killed_output, resumed_output, single_output, mirrored_output)}
+    mirrored_output, mirrored_resumed_output, single_output = _results(_finish(mirrored), 3)
+    worker_outputs = [_results(_finish(worker), 1 + bool(then_again)) for worker in workers]
+    return {"base": base, "mixed": mixed, "state_at_kill": state, "killed_states": killed_states,
+            "outputs": (full_output, killed_output, resumed_output, single_output, mirrored_output),
+            "mirrored_resumed_output": mirrored_resumed_output, "worker_outputs": worker_outputs}
 
 
 def test_killed_mid_epoch_and_resumed_ends_bit_identical(runs):
@@ -100,32 +154,81 @@ def test_training_improves_mean_iou_clearly(runs):
     assert list((runs["base"] / "full" / "tensorboard").rglob("events.out.tfevents.*"))
 
 
-def test_mirrored_on_two_cpus_equals_one_device(runs):
-    assert "replicas: 1" in runs["outputs"][3] and "replicas: 2" in runs["outputs"][4]
-    single = _weights(runs["base"] / "single" / "model.keras")
-    mirrored = _weights(runs["base"] / "mirrored" / "model.keras")
-    initial = _weights_of_untrained()
-    for (name, a), b, c in zip(single.items(), mirrored.values(), initial.values()):
-        # Equal up to float summation order; and training moved them (the comparison means something).
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-5, err_msg=name)
-    assert not np.allclose(single["0:tiny_c1/kernel"], initial["0:tiny_c1/kernel"])
-    # Validation under Mirrored counts the pixels of both replicas (SegmentationMetrics' sum on read):
-    # the same scores as one device (all validation images have one size, so batches need no padding).
+def _last_row(run_dir):
     import csv
 
-    rows = [list(csv.DictReader((runs["base"] / run / "train_log.csv").open()))[-1] for run in ("single", "mirrored")]
-    for key in ("val_pixel_accuracy", "val_mean_accuracy", "val_mean_iou", "val_frequency_weighted_iou"):
-        assert float(rows[1][key]) == pytest.approx(float(rows[0][key]), abs=1e-6), key
+    return list(csv.DictReader((run_dir / "train_log.csv").open()))[-1]
 
 
-def _weights_of_untrained():
+VAL_SCORES = ("val_pixel_accuracy", "val_mean_accuracy", "val_mean_iou", "val_frequency_weighted_iou")
+
+
+def _assert_equal_after_training(runs, single, other):
+    assert len(single) == len(other)
+    for (name, a), b in zip(single.items(), other.values()):
+        # Equal up to float summation order; and training moved them (the comparison means something).
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-5, err_msg=name)
+    start = _weights(runs["base"] / "full" / "model.keras")["0:tiny_c1/kernel"]
+    assert not np.allclose(single["0:tiny_c1/kernel"], start, rtol=1e-4, atol=2e-5)
+
+
+def test_mirrored_on_two_cpus_equals_one_device(runs):
+    assert "replicas: 1" in runs["outputs"][3] and "replicas: 2" in runs["outputs"][4]
+    base = runs["base"]
+    _assert_equal_after_training(runs, _weights(base / "single" / "model.keras"),
+                                 _weights(base / "mirrored" / "model.keras"))
+    # Validation under Mirrored counts the pixels of both replicas (SegmentationMetrics' sum on read):
+    # the same scores as one device, on images of several sizes (never padded together).
+    single, mirrored = _last_row(base / "single"), _last_row(base / "mirrored")
+    for key in VAL_SCORES:
+        assert float(mirrored[key]) == pytest.approx(float(single[key]), abs=1e-6), key
+
+
+def _assert_resumed_like_uninterrupted(runs, run, uninterrupted, resumed_output):
+    base = runs["base"]
+    # Killed after step 7; the last state was written after step 5, mid-epoch.
+    state = runs["killed_states"][run]
+    assert (state["global_step"], state["epoch"], state["step_in_epoch"]) == (5, 0, 5), state
+    assert "resumed_from 5" in resumed_output, resumed_output[-3000:]
+    full, resumed = _weights(base / uninterrupted / "model.keras"), _weights(base / run / "model.keras")
+    for (name, a), b in zip(full.items(), resumed.values()):
+        np.testing.assert_array_equal(b, a, err_msg=name)
+    # Each replica's part of the interrupted epoch's running metrics was put back: the same log.
+    assert (base / run / "train_log.csv").read_text() == (base / uninterrupted / "train_log.csv").read_text()
+
+
+def test_killed_mirrored_run_resumes_to_the_same_weights_and_log(runs):
+    _assert_resumed_like_uninterrupted(runs, "mirrored-resumed", "mirrored", runs["mirrored_resumed_output"])
+
+
+@pytest.mark.skipif(not MULTI_WORKER_RESUME, reason="two more worker processes (about 20 s of CPU on top of the "
+                    "module's 110 s); set FCN_KERAS_TEST_MULTI_WORKER_RESUME=1 to run it")
+def test_killed_multi_worker_run_resumes_to_the_same_weights_and_log(runs):
+    for worker in runs["worker_outputs"]:
+        _assert_resumed_like_uninterrupted(runs, "workers-resumed", "workers", worker[1])
+
+
+def test_distributed_validation_equals_evaluation_on_one_device_on_mixed_sizes(runs):
     import keras
 
-    from fcn_keras.training import build_model
+    from fcn_keras import data
+    from fcn_keras.evaluation import evaluate
 
-    keras.utils.set_random_seed(tiny.tiny_recipe().training.seed)
-    model = build_model(tiny.tiny_recipe())
-    return {f"{i}:{v.path}": np.asarray(v.numpy()) for i, v in enumerate(model.weights)}
+    val = data.voc_source(runs["mixed"], "val", num_classes=3)
+    sizes = [tuple(label.shape) for _, label in val.dataset()]
+    # Consecutive images of different sizes (which a batch per step would pad together), and a size with
+    # an odd count (its last batch is filled with an all-ignored blank).
+    assert sizes[0] != sizes[1] and any(sizes.count(size) % 2 for size in sizes), sizes
+    tiny.register()
+    for run in ("mirrored", "workers"):
+        model = keras.models.load_model(runs["base"] / run / "model.keras")
+        exact = evaluate(model, val, verbose=0)
+        row = _last_row(runs["base"] / run)
+        for key in VAL_SCORES:
+            assert float(row[key]) == pytest.approx(exact[key.removeprefix("val_")], abs=1e-6), (run, key)
+    # Padding pairs of images together changes the FCN's predictions: the figures above mean something.
+    padded = evaluate(model, data.make_pipeline(val, training=False, batch_size=2, preprocessing=None), verbose=0)
+    assert not np.array_equal(padded["confusion_matrix"], exact["confusion_matrix"])
 
 
 def _keras_version():
@@ -144,27 +247,26 @@ def _free_ports(n):
     return ports
 
 
-def test_multi_worker_on_localhost_trains_together(tmp_path):
-    cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
-    workers = [
-        _start(tmp_path, "--strategy", "multi_worker", "--steps", 4, "--probe-compat",
-               env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
-        for i in range(2)
-    ]
-    outputs = [_finish(w) for w in workers]
+def test_multi_worker_on_localhost_equals_one_device(runs):
+    base = runs["base"]
+    outputs = [worker[0] for worker in runs["worker_outputs"]]
     for output in outputs:
-        assert "RESULT global_step 4" in output
-    chief, other = _weights(tmp_path / "model.keras"), _weights(tmp_path / "worker-1" / "model.keras")
+        assert "RESULT global_step 8" in output and "replicas: 2" in output
+    chief, other = _weights(base / "workers" / "model.keras"), _weights(base / "workers" / "worker-1" / "model.keras")
     for (name, a), b in zip(chief.items(), other.values()):
         np.testing.assert_array_equal(b, a, err_msg=name)  # one synchronised model
-    assert not np.allclose(chief["0:tiny_c1/kernel"], _weights_of_untrained()["0:tiny_c1/kernel"])  # it trained
-    assert json.loads((tmp_path / "resume" / "latest.json").read_text())["global_step"] == 4
-    assert not (tmp_path / "worker-1" / "resume").exists()  # only the chief writes the shared state
+    _assert_equal_after_training(runs, _weights(base / "single" / "model.keras"), chief)
+    single, workers = _last_row(base / "single"), _last_row(base / "workers")
+    for key in VAL_SCORES:
+        assert float(workers[key]) == pytest.approx(float(single[key]), abs=1e-6), key
+    assert json.loads((base / "workers" / "resume" / "latest.json").read_text())["global_step"] == 8
+    assert not (base / "workers" / "worker-1" / "resume").exists()  # only the chief writes the shared state
     # The training above used fcn_keras._compat's workarounds (they still work); without each one,
     # Keras still fails (it is still needed). A fixed Keras release fails here: delete the workaround.
     for name in ("skip_fit_peek", "vector_step_logs"):
-        for output in outputs:
-            line = next((l for l in output.splitlines() if l.startswith(f"COMPAT {name}:")), f"no COMPAT {name} line")
+        for worker in runs["worker_outputs"]:
+            line = next((l for l in worker[-1].splitlines() if l.startswith(f"COMPAT {name}:")),
+                        f"no COMPAT {name} line")
             assert line.startswith(f"COMPAT {name}: needed"), (
                 f"{line}\nKeras {_keras_version()} may have fixed the bug fcn_keras._compat.{name} works around "
                 f"(see its docstring): if the line says 'not needed', remove the workaround")

@@ -5,7 +5,8 @@ encoder, so these tests register a five-convolution encoder (strides 8/16/32,
 with BatchNorm statistics and dropout RNG state to restore) instead of paying for
 MobileNetV2's graph on a shared 2-core machine. ``python tests/training/tiny.py
 OUT [--kill-after N] [--strategy S] [--distribution D] [--logical-cpus K] [--steps N]
-[--set SECTION.KEY=VALUE ...] [--probe-compat] [--then-one-device OUT2]`` trains it in a fresh process.
+[--set SECTION.KEY=VALUE ...] [--data-root VOC] [--init MODEL] [--probe-compat] [--then-again OUT2]
+[--then-one-device OUT3]`` trains it in a fresh process.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -69,16 +71,31 @@ def tiny_recipe(**overrides) -> Recipe:
 
 
 class KillAt(keras.callbacks.Callback):
-    """Ends the process abruptly (no cleanup, like a kill) after the given global step."""
+    """Ends the process abruptly (no cleanup, like a kill) after the given global step.
 
-    def __init__(self, step: int):
+    The workers of a multi-worker run first wait for each other (a file each in ``out``): a worker
+    that ended while another still fetched its share of the last step's all-reduce would fail that
+    one with a connection error instead of a kill.
+    """
+
+    def __init__(self, step: int, out: str):
         super().__init__()
-        self.step, self.seen = step, 0
+        self.step, self.out, self.seen = step, Path(out), 0
 
     def on_train_batch_end(self, batch, logs=None):
         self.seen += 1
-        if self.seen == self.step:
-            os._exit(17)
+        if self.seen != self.step:
+            return
+        from fcn_keras.training import num_workers, strategy_of
+
+        strategy = strategy_of(self.model)
+        workers = num_workers(strategy)
+        if workers > 1:
+            (self.out / f"killed-{strategy.cluster_resolver.task_id}").touch()
+            deadline = time.monotonic() + 120
+            while len(list(self.out.glob("killed-*"))) < workers and time.monotonic() < deadline:
+                time.sleep(0.1)
+        os._exit(17)
 
 
 def probe_compat(strategy) -> None:
@@ -126,6 +143,11 @@ def main(argv=None) -> None:
     parser.add_argument("--logical-cpus", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--probe-compat", action="store_true", help="then probe_compat() under the strategy")
+    parser.add_argument("--data-root", default=None,
+                        help="train on this VOC-layout dataset (train/val splits) instead of the recipe's synthetic one")
+    parser.add_argument("--init", default=None, help="start from this model (train()'s init)")
+    parser.add_argument("--then-again", default=None,
+                        help="then train into this directory with the same strategy (resuming the state it holds)")
     parser.add_argument("--then-one-device", default=None,
                         help="then train the same steps again into this directory without a strategy (one device)")
     args = parser.parse_args(argv)
@@ -136,17 +158,18 @@ def main(argv=None) -> None:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus)
     from fcn_keras.training import train
 
-    overrides = {}
+    overrides = {"data": {"dataset": "voc"}} if args.data_root else {}
     for item in args.set:
         key, value = item.split("=", 1)
         section, name = key.split(".")
         overrides.setdefault(section, {})[name] = json.loads(value)
-    callbacks = [KillAt(args.kill_after)] if args.kill_after else []
+    callbacks = [KillAt(args.kill_after, args.out)] if args.kill_after else []
     runs = [(args.out, args.strategy, args.distribution)]
+    runs += [(args.then_again, args.strategy, args.distribution)] if args.then_again else []
     runs += [(args.then_one_device, None, None)] if args.then_one_device else []
-    for out, strategy, distribution in runs:  # a second run here saves starting TensorFlow in another process
-        result = train(tiny_recipe(**overrides), out, strategy=strategy, distribution=distribution, steps=args.steps,
-                       verbose=2, callbacks=callbacks)
+    for out, strategy, distribution in runs:  # more runs here save starting TensorFlow in other processes
+        result = train(tiny_recipe(**overrides), out, data_root=args.data_root, init=args.init, strategy=strategy,
+                       distribution=distribution, steps=args.steps, verbose=2, callbacks=callbacks)
         model = result["model_object"]
         if keras.backend.backend() == "tensorflow":
             print("replicas:", model.distribute_strategy.num_replicas_in_sync)
