@@ -164,6 +164,8 @@ def replica_values(strategy: tf.distribute.Strategy, variables: Sequence[keras.V
         [[6.0], [2.0]]
     """
     variables = list(variables)
+    if strategy.num_replicas_in_sync == 1:  # one part, the value itself (also on JAX, whose arrays TF cannot trace)
+        return [np.asarray(keras.ops.convert_to_numpy(v))[None] for v in variables]
     if not variables:
         return []
 
@@ -195,6 +197,10 @@ def assign_replica_values(strategy: tf.distribute.Strategy, variables: Sequence[
         if tuple(value.shape) != (n, *variable.shape):
             raise ValueError(f"assign_replica_values: {variable.path} needs values of shape {(n, *variable.shape)} "
                              f"({n} replicas), got {tuple(value.shape)}")
+    if n == 1:
+        for variable, value in zip(variables, values):
+            variable.assign(value[0])
+        return
     if not variables:
         return
     constants = [tf.constant(np.asarray(value), dtype=variable.dtype) for variable, value in zip(variables, values)]
