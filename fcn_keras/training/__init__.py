@@ -7,7 +7,7 @@ One concept per module:
 - :mod:`~fcn_keras.training.compile` — loss, Caffe SGD or AdamW, metrics, training state built before ``fit``;
 - :mod:`~fcn_keras.training.data` — the recipe's datasets, batches a pure function of ``(seed, epoch, step)``;
 - :mod:`~fcn_keras.training.batchnorm` — BatchNorm statistics a model trained from scratch can predict with;
-- :mod:`~fcn_keras.training.distribution` — strategy, chief, per-worker directories, data sharding;
+- :mod:`~fcn_keras.training.distribution` — strategy, chief, per-worker directories, data sharding, replica parts;
 - :mod:`~fcn_keras.training.jax_distribution` — ``keras.distribution.DataParallel`` on the JAX backend;
 - :mod:`~fcn_keras.training.callbacks` — NaN stop, best checkpoint;
 - :mod:`~fcn_keras.training.resume` — the exact resume state;
@@ -30,7 +30,8 @@ from fcn_keras.training.data import (
     train_dataset, val_dataset,
 )
 from fcn_keras.training.distribution import (
-    is_chief, is_multi_worker, num_workers, resolve_strategy, shard_by_data, strategy_of, worker_directory,
+    assign_replica_values, is_chief, is_multi_worker, num_workers, replica_values, resolve_strategy, shard_by_data,
+    strategy_of, worker_directory,
 )
 from fcn_keras.training.init import build_model, init_from_model, iter_layers
 from fcn_keras.training.jax_distribution import resolve_distribution, whole_batches
@@ -40,10 +41,10 @@ from fcn_keras.training.train import train
 
 __all__ = [
     "BestCheckpoint", "EstimateStatistics", "MONITOR", "ResumeState", "StopOnNaN", "TrainingDiverged",
-    "build_model", "build_training_state", "class_names_of", "compile_model", "data_sources", "dtype_policy",
-    "epoch_seed", "estimate_statistics", "init_from_model", "is_chief", "is_multi_worker", "iter_layers",
-    "label_checked", "make_optimizer", "num_workers", "palette_of", "pipeline_preprocessing", "resolve_distribution",
-    "resolve_strategy", "save_model", "settle_batchnorm", "shard_by_data", "statistics_batches", "strategy_of",
-    "train", "train_dataset", "truncate_csv_log", "val_dataset", "variable_values", "whole_batches",
-    "worker_directory",
+    "assign_replica_values", "build_model", "build_training_state", "class_names_of", "compile_model", "data_sources",
+    "dtype_policy", "epoch_seed", "estimate_statistics", "init_from_model", "is_chief", "is_multi_worker",
+    "iter_layers", "label_checked", "make_optimizer", "num_workers", "palette_of", "pipeline_preprocessing",
+    "replica_values", "resolve_distribution", "resolve_strategy", "save_model", "settle_batchnorm", "shard_by_data",
+    "statistics_batches", "strategy_of", "train", "train_dataset", "truncate_csv_log", "val_dataset", "variable_values",
+    "whole_batches", "worker_directory",
 ]

@@ -144,7 +144,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--probe-compat", action="store_true", help="then probe_compat() under the strategy")
     parser.add_argument("--data-root", default=None,
-                        help="train on this VOC-layout dataset (train/val splits) instead of the recipe's synthetic one")
+                        help="train on this VOC-layout dataset (train and val splits), not the recipe's synthetic one")
     parser.add_argument("--init", default=None, help="start from this model (train()'s init)")
     parser.add_argument("--then-again", default=None,
                         help="then train into this directory with the same strategy (resuming the state it holds)")
