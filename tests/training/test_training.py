@@ -201,8 +201,8 @@ def test_killed_mirrored_run_resumes_to_the_same_weights_and_log(runs):
     _assert_resumed_like_uninterrupted(runs, "mirrored-resumed", "mirrored", runs["mirrored_resumed_output"])
 
 
-@pytest.mark.skipif(not MULTI_WORKER_RESUME, reason="two more worker processes (about 20 s of CPU on top of the "
-                    "module's 110 s); set FCN_KERAS_TEST_MULTI_WORKER_RESUME=1 to run it")
+@pytest.mark.skipif(not MULTI_WORKER_RESUME, reason="two more worker processes and two resumed runs (about 30 s of "
+                    "CPU on top of the module's 110 s); set FCN_KERAS_TEST_MULTI_WORKER_RESUME=1 to run it")
 def test_killed_multi_worker_run_resumes_to_the_same_weights_and_log(runs):
     for worker in runs["worker_outputs"]:
         _assert_resumed_like_uninterrupted(runs, "workers-resumed", "workers", worker[1])
