@@ -107,19 +107,18 @@ def local_copy(path: str) -> str:
     if is_local(path):
         return path
     target = tempfile.mkdtemp(prefix="fcn-keras-model-")
-    _, name = FileSystems.split(path.rstrip("/"))
-    if FileSystems.match([path])[0].metadata_list and not path.endswith("/"):  # a file
+    root = path.rstrip("/")
+    _, name = FileSystems.split(root)
+    # What lies below the path tells a directory from a file (object stores have no directories to ask about).
+    files = [m.path for m in FileSystems.match([root + "/**"])[0].metadata_list]
+    if not files:
         local = os.path.join(target, name)
         with open(local, "wb") as f:
-            f.write(read_file(path))
+            f.write(read_file(root))
         return local
-    root = path.rstrip("/") + "/"
-    files = [m.path for m in FileSystems.match([root + "**"])[0].metadata_list]
-    if not files:
-        raise FileNotFoundError(f"{path} is neither a file nor a directory holding files")
     local_root = os.path.join(target, name)
     for remote in files:
-        local = os.path.join(local_root, *remote[len(root):].split("/"))
+        local = os.path.join(local_root, *remote[len(root) + 1:].split("/"))
         os.makedirs(os.path.dirname(local), exist_ok=True)
         with open(local, "wb") as f:
             f.write(read_file(remote))

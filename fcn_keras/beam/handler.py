@@ -113,11 +113,10 @@ def model_identity(model: str) -> ModelIdentity:
     """The class names and palette of a model :func:`load_segmenter` loads (a SavedModel's without TensorFlow).
 
     Example:
-        >>> import pathlib, tempfile, fcn_keras
-        >>> path = str(pathlib.Path(tempfile.mkdtemp()) / "m.keras")
-        >>> fcn_keras.fcn32s(class_names=["ground", "disc"], backbone="tiny_vgg").save(path)
-        >>> model_identity(path).class_names
-        ('ground', 'disc')
+        >>> model_identity("/nonexistent/model/1")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: model /nonexistent/model/1 is neither a .keras file nor a SavedModel directory ...
     """
     import json
 
@@ -146,8 +145,11 @@ class SegmenterModelHandler(ModelHandler[np.ndarray, PredictionResult, Segmenter
         >>> path = str(pathlib.Path(tempfile.mkdtemp()) / "m.keras")
         >>> fcn_keras.fcn32s(class_names=["ground", "disc"], backbone="tiny_vgg").save(path)
         >>> handler = SegmenterModelHandler(path)
-        >>> [r.inference.shape for r in handler.run_inference([np.zeros((24, 32, 3), np.uint8)], handler.load_model())]
-        [(24, 32)]
+        >>> images = [np.zeros((24, 32, 3), np.uint8), np.zeros((40, 16, 3), np.uint8)]  # sizes may differ
+        >>> [r.inference.shape for r in handler.run_inference(images, handler.load_model())]
+        [(24, 32), (40, 16)]
+        >>> model_identity(path).class_names
+        ('ground', 'disc')
     """
 
     def __init__(self, model: str | os.PathLike, *, min_batch_size: int = 1, max_batch_size: int = 8,

@@ -33,8 +33,8 @@ class SegmentReport:
     """What a :func:`segment_images` run did: image counts and where its JSON-lines files are.
 
     Example:
-        >>> SegmentReport(segmented=0, skipped=4, failed=0, output_dir="gs://b/masks").counts_file
-        'gs://b/masks/counts.jsonl'
+        >>> SegmentReport(segmented=0, skipped=4, failed=0, output_dir="s3://b/masks").counts_file
+        's3://b/masks/counts.jsonl'
     """
 
     segmented: int

@@ -30,8 +30,8 @@ Example:
     >>> root = tempfile.mkdtemp()
     >>> with beam.Pipeline() as pipeline:  # doctest: +SKIP
     ...     _ = pipeline | beam.Create([f"{root}/photos/*.jpg"]) | SegmentImages(f"{root}/model.keras", f"{root}/masks")
-    >>> output_paths("gs://bucket/masks", "photo")["overlay"]
-    'gs://bucket/masks/photo_overlay.png'
+    >>> output_paths("s3://bucket/masks", "photo")["overlay"]
+    's3://bucket/masks/photo_overlay.png'
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def stem(path: str) -> str:
     """The name an image's outputs are called after: its file name without the last suffix (as ``Path.stem``).
 
     Example:
-        >>> stem("gs://bucket/street/0001.v2.jpg")
+        >>> stem("s3://bucket/street/0001.v2.jpg")
         '0001.v2'
     """
     return os.path.splitext(FileSystems.split(path)[1])[0]
@@ -113,11 +113,11 @@ def _failure(path: str, error: Exception | str) -> dict:
 
 
 class _OneSourcePerStem(beam.DoFn):
-    """``(stem, paths)`` -> ``(stem, path)``; two sources of one stem are both failures, never overwritten."""
+    """``(stem, paths)`` -> ``(stem, path)``; two files of one stem are both failures, never overwritten."""
 
     def process(self, element) -> Iterator:
         name, paths = element
-        paths = sorted(set(paths))
+        paths = sorted(set(paths))  # a file two patterns match is one source
         if len(paths) == 1:
             yield name, paths[0]
             return
@@ -228,7 +228,8 @@ class SegmentImages(beam.PTransform):
         output_dir: where the pictures and the two JSON-lines files go (any Beam filesystem).
         alpha: the mask's opacity in overlays (``fcn-keras predict --alpha``).
         overwrite: segment every image again, even those whose outputs are all present.
-        min_batch_size, max_batch_size, tile, overlap: :class:`~fcn_keras.beam.handler.SegmenterModelHandler`'s.
+        min_batch_size, max_batch_size, tile, overlap, large_model:
+            :class:`~fcn_keras.beam.handler.SegmenterModelHandler`'s.
 
     Example:
         >>> SegmentImages("model.keras", "/tmp/masks", max_batch_size=4).handler().batch_elements_kwargs()
@@ -237,7 +238,7 @@ class SegmentImages(beam.PTransform):
 
     def __init__(self, model: str | os.PathLike, output_dir: str | os.PathLike, *, alpha: float = 0.5,
                  overwrite: bool = False, min_batch_size: int = 1, max_batch_size: int = 8,
-                 tile: tuple[int, int] | None = None, overlap: int = 0):
+                 tile: tuple[int, int] | None = None, overlap: int = 0, large_model: bool = False):
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -246,40 +247,49 @@ class SegmentImages(beam.PTransform):
         self.alpha = alpha
         self.overwrite = overwrite
         self._batching = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
-        self._tiling = {"tile": tile, "overlap": overlap}
+        self._handler_args = {"tile": tile, "overlap": overlap, "large_model": large_model}
 
     def handler(self) -> SegmenterModelHandler:
         """The model handler RunInference uses (errors kept per image)."""
-        return SegmenterModelHandler(self.model, **self._batching, **self._tiling, per_image_errors=True)
+        return SegmenterModelHandler(self.model, **self._batching, **self._handler_args, per_image_errors=True)
 
     def expand(self, patterns: beam.PCollection) -> dict[str, beam.PCollection]:
         make_directory(self.output_dir)
+        out = self.output_dir
         files = (patterns
                  | "Match" >> fileio.MatchAll(fileio.EmptyMatchTreatment.DISALLOW)
                  | "Path" >> beam.Map(lambda metadata: metadata.path)
-                 | "Images" >> beam.Filter(is_image)
-                 | "Distinct" >> beam.Distinct())
+                 | "Images" >> beam.Filter(is_image))
         sources = (files
                    | "ByStem" >> beam.Map(lambda path: (stem(path), path))
                    | "GroupByStem" >> beam.GroupByKey()
-                   | "OneSourcePerStem" >> beam.ParDo(_OneSourcePerStem()).with_outputs(_FAILED, main="images"))
-        todo = sources.images | "SkipDone" >> beam.ParDo(_SkipDone(self.output_dir, self.overwrite)).with_outputs(_SKIPPED, main="todo")
-        decoded = todo.todo | "Decode" >> beam.ParDo(_Decode()).with_outputs(_FAILED, main="images")
+                   | "OneSourcePerStem" >> _split(_OneSourcePerStem(), "images"))
+        todo = sources.images | "SkipDone" >> beam.ParDo(_SkipDone(out, self.overwrite)).with_outputs(
+            _SKIPPED, main="todo")
+        decoded = todo.todo | "Decode" >> _split(_Decode(), "images")
+        # The class names and colours, for the pictures and for recounting skipped images' masks.
         identity = beam.pvalue.AsSingleton(
             patterns.pipeline | "Model" >> beam.Create([self.model]) | "Identity" >> beam.Map(model_identity))
-        predictions = decoded.images | "Segment" >> RunInference(KeyedModelHandler(self.handler()))
-        written = predictions | "Write" >> beam.ParDo(_Write(self.output_dir, self.alpha), identity).with_outputs(_FAILED, main="counts")
+        written = (decoded.images
+                   | "Segment" >> RunInference(KeyedModelHandler(self.handler()))
+                   | "Write" >> _split(_Write(out, self.alpha), "counts", identity))
         recounted = (todo[_SKIPPED]
                      | "CountSkipped" >> beam.Map(_counted("skipped"))
-                     | "Recount" >> beam.ParDo(_Recount(self.output_dir), identity).with_outputs(_FAILED, main="counts"))
+                     | "Recount" >> _split(_Recount(out), "counts", identity))
         _ = written.counts | "CountSegmented" >> beam.Map(_counted("segmented"))
         counts = (written.counts, recounted.counts) | "Counts" >> beam.Flatten()
         failures = ((sources[_FAILED], decoded[_FAILED], written[_FAILED], recounted[_FAILED])
                     | "Failures" >> beam.Flatten()
                     | "CountFailed" >> beam.Map(_counted("failed")))
-        for name, records, file_name in (("counts", counts, COUNTS_FILE), ("failures", failures, FAILURES_FILE)):
+        for name, records, file_name in (("Counts", counts, COUNTS_FILE), ("Failures", failures, FAILURES_FILE)):
             _ = (records
-                 | f"Json{name}" >> beam.Map(json.dumps)
-                 | f"Write{name}" >> beam.io.WriteToText(FileSystems.join(self.output_dir, file_name),
-                                                         shard_name_template="", num_shards=1))
+                 | f"{name}Json" >> beam.Map(json.dumps)
+                 # One file, written under a temporary name and renamed by Beam's sink.
+                 | f"{name}File" >> beam.io.WriteToText(FileSystems.join(out, file_name), shard_name_template="",
+                                                        num_shards=1))
         return {"counts": counts, "failures": failures}
+
+
+def _split(dofn: beam.DoFn, main: str, *side_inputs) -> beam.ParDo:
+    """``ParDo(dofn)`` whose failures (tagged ``failed``) go to an output of their own."""
+    return beam.ParDo(dofn, *side_inputs).with_outputs(_FAILED, main=main)
