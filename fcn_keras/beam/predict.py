@@ -104,7 +104,8 @@ def run_predict(model: str, inputs: Sequence[str], output_dir: str, beam_args: S
 
     Local inputs are found as ``predict`` finds them (files, directories, globs; two images
     that would write the same outputs are refused up front); inputs on other filesystems
-    (``gs://...``) are Beam file patterns, a directory written with a trailing ``/``. The
+    (``gs://...``) are Beam file patterns, a directory written with a trailing ``/``, each
+    refused up front when it matches nothing. The
     images segmented, skipped and failed are printed, each failure with its file and error;
     the status is 1 when any failed.
 
@@ -131,7 +132,11 @@ def run_predict(model: str, inputs: Sequence[str], output_dir: str, beam_args: S
         from fcn_keras.files import find_images
 
         local = [str(p) for p in find_images(local, unique_stems=True)]
-    patterns = local + [i for i in inputs if not is_local(i)]
+    remote = [i for i in inputs if not is_local(i)]
+    for pattern in remote:  # here, before a job is started on a cluster only to fail there
+        if not FileSystems.match([pattern], limits=[1])[0].metadata_list:
+            raise ValueError(f"no file matches the pattern {pattern}")
+    patterns = local + remote
     runner = options.get_all_options()["runner"]
     print(f"segmenting {len(local)} local image(s)" + (f" and {len(patterns) - len(local)} pattern(s)"
                                                         if len(patterns) > len(local) else "")

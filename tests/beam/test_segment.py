@@ -177,3 +177,7 @@ def test_model_inputs_and_outputs_on_a_remote_filesystem(models, images, predict
     assert len(written["counts.jsonl"].decode().splitlines()) == 4
     # Nothing else: no temporary picture, no sink's temporary directory
     assert sorted(written) == sorted([*_files(predicted["saved_model"]), "counts.jsonl", "failures.jsonl"])
+    # A remote pattern that matches nothing is refused before a job starts.
+    status, _, err = fcn_keras_cmd("predict", "memfs://bucket/models/fcn", "memfs://bucket/none/*.jpg",
+                                   "--out", "memfs://bucket/other", "--beam")
+    assert status == 1 and err == "fcn-keras: error: no file matches the pattern memfs://bucket/none/*.jpg\n"
