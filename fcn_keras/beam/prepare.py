@@ -13,14 +13,6 @@ the single-process version.
 The dataset and ``out_dir`` are read and written with local file access (what a
 :class:`~fcn_keras.data.FileSource` and the shard writer use): every worker must
 see them at the same paths, as on the DirectRunner or over a shared mount.
-
-Example:
-    >>> import tempfile
-    >>> from fcn_keras.data import read_manifest, voc_source, write_synthetic_voc
-    >>> root = write_synthetic_voc(tempfile.mkdtemp(), num_images=4, image_size=(24, 32))
-    >>> out = prepare(voc_source(root, "trainval"), tempfile.mkdtemp(), num_shards=2, verbose=0)
-    >>> read_manifest(out)["num_shards"]
-    2
 """
 
 from __future__ import annotations
@@ -71,6 +63,14 @@ def prepare(source: FileSource, out_dir: str | os.PathLike, num_shards: int | No
     ``options`` is a ``PipelineOptions`` or a Beam command line (:func:`~fcn_keras.beam.options.pipeline_options`).
     The other arguments are :func:`fcn_keras.data.prepare`'s; with ``verbose`` each shard is printed when written
     (by workers in this process).
+
+    Example:
+        >>> import tempfile
+        >>> from fcn_keras.data import read_manifest, voc_source, write_synthetic_voc
+        >>> root = write_synthetic_voc(tempfile.mkdtemp(), num_images=4, image_size=(24, 32))
+        >>> out = prepare(voc_source(root, "trainval"), tempfile.mkdtemp(), num_shards=2, verbose=0)
+        >>> read_manifest(out)["num_shards"]
+        2
     """
     if not isinstance(source, FileSource):
         raise TypeError(f"the Beam prepare reads a FileSource (a dataset on disk), got {type(source)!r}; "

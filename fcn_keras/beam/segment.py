@@ -254,6 +254,7 @@ class SegmentImages(beam.PTransform):
         return SegmenterModelHandler(self.model, **self._batching, **self._handler_args, per_image_errors=True)
 
     def expand(self, patterns: beam.PCollection) -> dict[str, beam.PCollection]:
+        """The pipeline: match, one source per name, skip the done, decode, segment, write (see the module)."""
         make_directory(self.output_dir)
         out = self.output_dir
         files = (patterns

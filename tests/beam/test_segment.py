@@ -177,6 +177,11 @@ def test_model_inputs_and_outputs_on_a_remote_filesystem(models, images, predict
     assert len(written["counts.jsonl"].decode().splitlines()) == 4
     # Nothing else: no temporary picture, no sink's temporary directory
     assert sorted(written) == sorted([*_files(predicted["saved_model"]), "counts.jsonl", "failures.jsonl"])
+    # A remote .keras file reaches Keras (which reads local files only) as a local copy.
+    from fcn_keras.beam.filesystem import local_copy
+
+    remote = memfs.put("bucket/models/model.keras", Path(models["keras"]).read_bytes())
+    assert Path(local_copy(remote)).read_bytes() == Path(models["keras"]).read_bytes()
     # A remote pattern that matches nothing is refused before a job starts.
     status, _, err = fcn_keras_cmd("predict", "memfs://bucket/models/fcn", "memfs://bucket/none/*.jpg",
                                    "--out", "memfs://bucket/other", "--beam")
