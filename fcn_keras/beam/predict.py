@@ -105,9 +105,8 @@ def run_predict(model: str, inputs: Sequence[str], output_dir: str, beam_args: S
     Local inputs are found as ``predict`` finds them (files, directories, globs; two images
     that would write the same outputs are refused up front); inputs on other filesystems
     (``gs://...``) are Beam file patterns, a directory written with a trailing ``/``, each
-    refused up front when it matches nothing. The
-    images segmented, skipped and failed are printed, each failure with its file and error;
-    the status is 1 when any failed.
+    refused up front when it matches nothing. The images segmented, skipped and failed are
+    printed, each failure with its file and error; the status is 1 when any failed.
 
     Example:
         >>> run_predict("fcn8s_voc", ["a.jpg"], "masks", [])
