@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -243,6 +244,25 @@ def side_by_side(image, label=None, prediction=None, palette=None,
     return _hstack(panels, gap=4)
 
 
+def png_bytes(image, name: str = "image") -> bytes:
+    """An RGB array (or a 2-D index mask) encoded as PNG: the bytes :func:`save_image` writes.
+
+    ``name`` identifies the picture in the error for a mask that does not fit 8 bits.
+
+    Example:
+        >>> png_bytes(np.zeros((2, 3, 3), np.uint8))[:8]
+        b'\\x89PNG\\r\\n\\x1a\\n'
+    """
+    array = np.asarray(image)
+    if array.ndim == 2 and array.dtype != np.uint8:
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(f"{name}: an index mask saved as PNG must hold values 0..255")
+        array = array.astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def save_image(image, path: str | os.PathLike) -> Path:
     """Writes an RGB array (or a 2-D index mask) as a PNG, atomically; returns the path.
 
@@ -256,15 +276,38 @@ def save_image(image, path: str | os.PathLike) -> Path:
         (3, 2)
     """
     path = Path(path)
-    array = np.asarray(image)
-    if array.ndim == 2 and array.dtype != np.uint8:
-        if array.size and (array.min() < 0 or array.max() > 255):
-            raise ValueError(f"{path}: an index mask saved as PNG must hold values 0..255")
-        array = array.astype(np.uint8)
-    picture = Image.fromarray(array)
+    content = png_bytes(image, str(path))
     with atomic_path(path) as tmp:
-        picture.save(tmp, format="PNG")
+        tmp.write_bytes(content)
     return path
+
+
+PREDICTION_KINDS: tuple[str, ...] = ("mask", "color", "overlay")
+"""The pictures of one prediction, in the order written: ``<stem>_<kind>.png``."""
+
+
+def prediction_pictures(image, mask, stem: str, palette=None, class_names: Sequence[str] | None = None,
+                        alpha: float = 0.5, *, model: SegmentationModel | None = None) -> dict[str, np.ndarray]:
+    """The three pictures :func:`save_prediction` writes, as arrays keyed by :data:`PREDICTION_KINDS`.
+
+    ``mask`` is the raw class indices (uint8), ``color`` the coloured mask, ``overlay`` the mask
+    over the image with a legend; ``stem`` names the image in errors.
+
+    Example:
+        >>> pictures = prediction_pictures(np.zeros((4, 4, 3), np.uint8), np.full((4, 4), 15), "x")
+        >>> {kind: picture.shape for kind, picture in pictures.items()}
+        {'mask': (4, 4), 'color': (4, 4, 3), 'overlay': (30, 72, 3)}
+    """
+    mask = _as_mask(mask)
+    if mask.size and mask.max() > 255:
+        raise ValueError(f"{stem}: class indices above 255 do not fit an 8-bit mask PNG")
+    _identity(model, palette, class_names)  # refuses model= with palette=/class_names=
+    same = {"model": model} if model is not None else {}
+    return {
+        "mask": mask.astype(np.uint8),
+        "color": colorize(mask, palette, **same),
+        "overlay": overlay(image, mask, alpha, palette, class_names, **same),
+    }
 
 
 def save_prediction(image, mask, out_dir: str | os.PathLike, stem: str, palette=None,
@@ -273,7 +316,8 @@ def save_prediction(image, mask, out_dir: str | os.PathLike, stem: str, palette=
     """Writes a prediction three ways: ``<stem>_mask.png`` (raw class indices, greyscale),
     ``<stem>_color.png`` (coloured) and ``<stem>_overlay.png`` (over the image, with a legend).
 
-    Colours and names come from ``model`` when given, else from ``palette`` and ``class_names``.
+    Colours and names come from ``model`` when given, else from ``palette`` and ``class_names``
+    (the pictures of :func:`prediction_pictures`).
 
     Returns ``{"mask": path, "color": path, "overlay": path}``.
 
@@ -283,18 +327,9 @@ def save_prediction(image, mask, out_dir: str | os.PathLike, stem: str, palette=
         >>> np.asarray(Image.open(paths["mask"]))[0, 0], Image.open(paths["color"]).getpixel((0, 0))
         (np.uint8(15), (192, 128, 128))
     """
-    mask = _as_mask(mask)
-    if mask.size and mask.max() > 255:
-        raise ValueError(f"{stem}: class indices above 255 do not fit an 8-bit mask PNG")
-    _identity(model, palette, class_names)  # refuses model= with palette=/class_names=
-    same = {"model": model} if model is not None else {}
+    pictures = prediction_pictures(image, mask, stem, palette, class_names, alpha, model=model)
     out_dir = Path(out_dir)
-    return {
-        "mask": save_image(mask.astype(np.uint8), out_dir / f"{stem}_mask.png"),
-        "color": save_image(colorize(mask, palette, **same), out_dir / f"{stem}_color.png"),
-        "overlay": save_image(overlay(image, mask, alpha, palette, class_names, **same),
-                              out_dir / f"{stem}_overlay.png"),
-    }
+    return {kind: save_image(picture, out_dir / f"{stem}_{kind}.png") for kind, picture in pictures.items()}
 
 
 # Charts (matplotlib) ------------------------------------------------------------------------

@@ -47,6 +47,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     prep.add_argument("--num-classes", type=positive, help="number of classes (default: 21 for VOC)")
     prep.add_argument("--metadata", help="split files: metadata TOML or a shipped name such as 'camvid'")
     prep.add_argument("--overwrite", action="store_true", help="replace a prepared directory holding other data")
+    prep.add_argument("--beam", nargs=argparse.REMAINDER, metavar="BEAM_OPTION",
+                      help="write the same shards and manifest with an Apache Beam pipeline (the beam extra; "
+                           "DirectRunner by default); every argument after --beam is a Beam pipeline option "
+                           "(docs/beam.md)")
     prep.set_defaults(run=run_prepare)
 
     check = add_command(sub, "check", "scan a dataset and list every problem with its file", """
@@ -94,7 +98,12 @@ def run_prepare(args: argparse.Namespace) -> int:
     from fcn_keras import data
 
     source = data.dataset_source(args.dataset, args.split, num_classes=args.num_classes, metadata=args.metadata)
-    out = data.prepare(source, args.out, args.num_shards, overwrite=args.overwrite)
+    if args.beam is not None:
+        from fcn_keras import beam
+
+        out = beam.prepare(source, args.out, args.num_shards, overwrite=args.overwrite, options=args.beam)
+    else:
+        out = data.prepare(source, args.out, args.num_shards, overwrite=args.overwrite)
     manifest = data.read_manifest(out)
     print(f"prepared {manifest['num_examples']} examples of {source.name} into {out}")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from fcn_keras.cli.common import add_command, images, output_dir
+from fcn_keras.cli.common import CommandError, add_command, images, output_dir
 from fcn_keras.cli.models import MODEL_HELP, add_weights_options, load_segmenter
 
 
@@ -40,6 +40,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the mask in overlays (default: %(default)s)")
     add_weights_options(p)
+    p.add_argument("--beam", nargs=argparse.REMAINDER, metavar="BEAM_OPTION",
+                   help="run as an Apache Beam pipeline (the beam extra; DirectRunner by default); every argument "
+                        "after --beam is a Beam pipeline option (--runner DataflowRunner --project P ...). Inputs "
+                        "may be on any Beam filesystem (gs://, s3://); images whose outputs are all in --out are "
+                        "skipped (--overwrite: segment them again); adds counts.jsonl and failures.jsonl "
+                        "(docs/beam.md)")
     p.set_defaults(run=run)
 
 
@@ -60,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
         wrote 6 files to .../masks: <name>_mask.png, <name>_color.png, <name>_overlay.png
         0
     """
+    if args.beam is not None:
+        if args.weights:
+            raise CommandError("--weights applies to zoo models; --beam runs a .keras file or a SavedModel")
+        from fcn_keras.beam.predict import run_predict
+
+        return run_predict(args.model, args.inputs, args.out, args.beam, alpha=args.alpha, overwrite=args.overwrite,
+                           tile=getattr(args, "tile", None), overlap=getattr(args, "overlap", 0) or 0)
     paths = images(args.inputs)
     out = output_dir(args.out, args.overwrite)
     segmenter = load_segmenter(args.model, args.weights, not args.no_verify)

@@ -55,7 +55,7 @@ Example:
 
 from fcn_keras.data import splits
 from fcn_keras.data.check import Problem, check_dataset, check_source
-from fcn_keras.data.decode import DataError, read_example, read_image, read_label
+from fcn_keras.data.decode import DataError, decode_image, read_example, read_image, read_label
 from fcn_keras.data.detect import dataset_kind, dataset_source, dataset_splits
 from fcn_keras.data.folder import DatasetInfo, folder_source, load_folder, load_metadata
 from fcn_keras.data.prepared import load_prepared, prepare, read_manifest
@@ -78,6 +78,7 @@ __all__ = [
     "dataset_kind",
     "dataset_source",
     "dataset_splits",
+    "decode_image",
     "folder_source",
     "load_folder",
     "load_metadata",

@@ -11,6 +11,7 @@ CMYK, palette) is converted and reported once per mode in the log.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -48,11 +49,17 @@ def _open(path: str | os.PathLike, what: str) -> Image.Image:
     path = str(path)
     if not os.path.isfile(path):
         raise DataError(path, f"{what} file is missing")
+    return _decode(path, path, what)
+
+
+def _decode(file, path: str | os.PathLike, what: str) -> Image.Image:
+    """``file`` (a path or a binary stream) decoded in full by PIL; a broken one raises naming ``path``."""
     try:
-        image = Image.open(path)
+        image = Image.open(file)
         image.load()  # forces the full decode, so truncated files fail here
     except Exception as exc:  # PIL raises several unrelated types for broken files
-        raise DataError(path, f"cannot decode {what}: {exc}") from None
+        # PIL names a stream by its repr; the message names the file, as for a path.
+        raise DataError(path, f"cannot decode {what}: {str(exc).replace(repr(file), repr(str(path)))}") from None
     return image
 
 
@@ -95,6 +102,18 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         fcn_keras.data.decode.DataError: missing.jpg: image file is missing
     """
     return image_to_rgb(_open(path, "image"), path)
+
+
+def decode_image(content: bytes, path: str | os.PathLike) -> np.ndarray:
+    """An image file's bytes (read from any filesystem) as :func:`read_image` decodes the file; ``path`` names it.
+
+    Example:
+        >>> decode_image(b"not an image", "gs://bucket/a.jpg")
+        Traceback (most recent call last):
+        ...
+        fcn_keras.data.decode.DataError: gs://bucket/a.jpg: cannot decode image: cannot identify image file 'gs://bucket/a.jpg'
+    """
+    return image_to_rgb(_decode(io.BytesIO(content), path, "image"), path)
 
 
 def label_to_indices(

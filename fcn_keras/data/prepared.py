@@ -16,12 +16,15 @@ so an interrupted run leaves nothing a reader would take for data.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import hashlib
 import io
 import json
 import math
 import os
 from pathlib import Path
+from typing import Iterable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -156,8 +159,9 @@ def _examples(source, num_classes: int | None = None):
         yield _dataset_example(n, element, num_classes)
 
 
-def _fingerprint(source, num_classes: int | None = None) -> str:
-    """Identifies the input: file names, sizes and times for a FileSource, content for a Dataset."""
+def _fingerprint(source, num_classes: int | None = None) -> tuple[str, int]:
+    """``(digest, number of examples)``: the input identified by file names, sizes and times for a
+    FileSource, by content for a Dataset (counted in the same pass)."""
     digest = hashlib.sha256()
     if isinstance(source, FileSource):
         for example_id, image, label in zip(source.ids, source.images, source.labels):
@@ -168,11 +172,13 @@ def _fingerprint(source, num_classes: int | None = None) -> str:
         if isinstance(source, FolderSource) and source.label_colors is not None:
             # The same colour PNGs decode to other indices under another colour table.
             digest.update(source.label_colors.colors.tobytes() + source.label_colors.indices.tobytes())
-    else:
-        for example_id, image, label, _ in _examples(source, num_classes):
-            digest.update(example_id.encode() + b"\0" + image.tobytes() + label.tobytes())
-            digest.update(np.asarray(image.shape + label.shape).tobytes())
-    return digest.hexdigest()
+        return digest.hexdigest(), len(source)
+    count = 0
+    for example_id, image, label, _ in _examples(source, num_classes):
+        digest.update(example_id.encode() + b"\0" + image.tobytes() + label.tobytes())
+        digest.update(np.asarray(image.shape + label.shape).tobytes())
+        count += 1
+    return digest.hexdigest(), count
 
 
 def read_manifest(out_dir: str | os.PathLike) -> dict:
@@ -193,6 +199,166 @@ def read_manifest(out_dir: str | os.PathLike) -> dict:
     return manifest
 
 
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    """What :func:`prepare` writes into ``out_dir``: which examples go to which shard, and the manifest's facts.
+
+    Made by :func:`plan_shards`; shard ``k`` holds examples ``bounds[k]`` to ``bounds[k + 1] - 1`` in
+    source order. The single-process :func:`prepare` and the Beam pipeline
+    (:func:`fcn_keras.beam.prepare`) write the same files from the same plan.
+
+    Example:
+        >>> plan = ShardPlan(Path("out"), 5, (0, 2, 5), "f00d", 21, None, "voc:train")
+        >>> plan.num_shards, plan.shard_name(1), [plan.shard_of(i) for i in range(5)]
+        (2, 'shard-00001-of-00002.tfrecord', [0, 0, 1, 1, 1])
+    """
+
+    out_dir: Path
+    num_examples: int
+    bounds: tuple[int, ...]
+    fingerprint: str
+    num_classes: int | None
+    class_names: tuple[str, ...] | None
+    source_name: str
+
+    @property
+    def num_shards(self) -> int:
+        """The number of shard files."""
+        return len(self.bounds) - 1
+
+    def shard_name(self, k: int) -> str:
+        """The file name of shard ``k``."""
+        return f"shard-{k:05d}-of-{self.num_shards:05d}.tfrecord"
+
+    def shard_of(self, index: int) -> int:
+        """The shard that holds example ``index``."""
+        return bisect.bisect_right(self.bounds, index) - 1
+
+
+def plan_shards(
+    source: FileSource | tf.data.Dataset,
+    out_dir: str | os.PathLike,
+    num_shards: int | None = None,
+    *,
+    num_classes: int | None = None,
+    class_names: tuple[str, ...] | None = None,
+    overwrite: bool = False,
+) -> ShardPlan | None:
+    """Readies ``out_dir`` for :func:`prepare`'s shards; ``None`` when it holds this input's already.
+
+    A prepared dataset of another input raises unless ``overwrite``; otherwise its manifest is removed
+    (from here on the directory is not a complete dataset) with any temporary shard a killed run left.
+
+    Example:
+        >>> import tempfile
+        >>> from fcn_keras.data import voc_source, write_synthetic_voc
+        >>> root = write_synthetic_voc(tempfile.mkdtemp(), num_images=4)
+        >>> plan = plan_shards(voc_source(root, "trainval"), tempfile.mkdtemp(), 3)
+        >>> plan.num_examples, plan.bounds
+        (4, (0, 1, 3, 4))
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(source, FileSource):
+        num_classes = source.num_classes if num_classes is None else num_classes
+        class_names = source.class_names if class_names is None else class_names
+    elif not isinstance(source, tf.data.Dataset):
+        raise TypeError(f"prepare: source must be a FileSource or a tf.data.Dataset, got {type(source)!r}")
+    fingerprint, total = _fingerprint(source, num_classes)
+    manifest_path = out_dir / MANIFEST
+    if manifest_path.is_file():
+        try:
+            existing = read_manifest(out_dir)
+        except DataError:
+            existing = None
+        if existing and existing["fingerprint"] == fingerprint and (
+            num_shards is None or existing["num_shards"] == num_shards
+        ):
+            return None
+        if existing and not overwrite:
+            raise DataError(out_dir, "holds a prepared dataset of a different input; pass overwrite=True to replace it")
+        manifest_path.unlink()  # from here on the directory is not a complete dataset
+    for stale in out_dir.glob(".shard-*.tmp*"):  # left by a killed run (atomic_path's temporary names)
+        stale.unlink()
+    if total == 0:
+        raise DataError(getattr(source, "name", "dataset"), "the split is empty (no examples)")
+    num_shards = min(num_shards or max(1, math.ceil(total / 256)), total)
+    bounds = tuple(int(b) for b in np.linspace(0, total, num_shards + 1).round().astype(int))
+    return ShardPlan(out_dir, total, bounds, fingerprint, num_classes, tuple(class_names) if class_names else None,
+                     getattr(source, "name", "tf.data.Dataset"))
+
+
+def example_record(example_id: str, image: np.ndarray, label: np.ndarray, image_path: str | None) -> bytes:
+    """One example's verified TFRecord record (what a shard holds), as :func:`prepare` writes it.
+
+    Example:
+        >>> record = example_record("a", np.zeros((2, 3, 3), np.uint8), np.ones((2, 3), np.uint8), None)
+        >>> [t.shape for t in _parse(tf.constant(record))]
+        [TensorShape([2, 3, 3]), TensorShape([2, 3])]
+    """
+    if image.shape[:2] != label.shape:
+        raise DataError(example_id, f"image {image.shape[:2]} and label {label.shape} sizes differ")
+    return _record(image_path or example_id, example_id, image, label, image_path)
+
+
+def source_record(source: FileSource, index: int) -> bytes:
+    """The record of example ``index`` of a :class:`FileSource` (read from its files).
+
+    Example:
+        >>> import tempfile
+        >>> from fcn_keras.data import voc_source, write_synthetic_voc
+        >>> source = voc_source(write_synthetic_voc(tempfile.mkdtemp(), num_images=2), "trainval")
+        >>> len(source_record(source, 0)) > 1000
+        True
+    """
+    image, label = source.read(index)
+    return example_record(source.ids[index], image, label, source.images[index])
+
+
+def write_shard(plan: ShardPlan, k: int, records: Iterable[bytes]) -> dict:
+    """Writes shard ``k`` of ``plan`` from its records (in order), atomically; returns its manifest entry.
+
+    Example:
+        >>> import tempfile
+        >>> plan = ShardPlan(Path(tempfile.mkdtemp()), 1, (0, 1), "f00d", 2, None, "demo")
+        >>> write_shard(plan, 0, [b"x"])["file"]
+        'shard-00000-of-00001.tfrecord'
+    """
+    name = plan.shard_name(k)
+    count = 0
+    with atomic_path(plan.out_dir / name) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+        for record in records:
+            writer.write(record)
+            count += 1
+    expected = plan.bounds[k + 1] - plan.bounds[k]
+    if count != expected:  # a source that changed while it was read
+        raise DataError(plan.out_dir / name, f"got {count} records for a shard of {expected}")
+    return {"file": name, "num_examples": count, "bytes": (plan.out_dir / name).stat().st_size}
+
+
+def write_manifest(plan: ShardPlan, shards: Sequence[dict]) -> Path:
+    """Writes the manifest of ``plan``'s written ``shards`` (last: it marks the dataset complete); returns ``out_dir``.
+
+    Example:
+        >>> import tempfile
+        >>> plan = ShardPlan(Path(tempfile.mkdtemp()), 1, (0, 1), "f00d", 2, None, "demo")
+        >>> read_manifest(write_manifest(plan, [write_shard(plan, 0, [b"x"])]))["num_examples"]
+        1
+    """
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "num_examples": plan.num_examples,
+        "num_shards": plan.num_shards,
+        "shards": list(shards),
+        "num_classes": plan.num_classes,
+        "class_names": list(plan.class_names) if plan.class_names else None,
+        "source": plan.source_name,
+        "fingerprint": plan.fingerprint,
+    }
+    write_text(plan.out_dir / MANIFEST, json.dumps(manifest, indent=1))
+    return plan.out_dir
+
+
 def prepare(
     source: FileSource | tf.data.Dataset,
     out_dir: str | os.PathLike,
@@ -210,6 +376,7 @@ def prepare(
     one per 256 examples. Re-running with the same input is a no-op (for a
     Dataset the check re-reads it); a different input in a prepared ``out_dir``
     raises unless ``overwrite=True``. Shows a Keras progress bar with ``verbose``.
+    :func:`fcn_keras.beam.prepare` writes the same files with a Beam pipeline.
 
     Example:
         >>> import tempfile
@@ -219,71 +386,24 @@ def prepare(
         >>> read_manifest(out)["num_examples"]
         4
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if isinstance(source, FileSource):
-        num_classes = source.num_classes if num_classes is None else num_classes
-        class_names = source.class_names if class_names is None else class_names
-        total = len(source)
-    elif isinstance(source, tf.data.Dataset):
-        cardinality = int(source.cardinality())
-        total = cardinality if cardinality >= 0 else None
-    else:
-        raise TypeError(f"prepare: source must be a FileSource or a tf.data.Dataset, got {type(source)!r}")
-    fingerprint = _fingerprint(source, num_classes)
-    manifest_path = out_dir / MANIFEST
-    if manifest_path.is_file():
-        try:
-            existing = read_manifest(out_dir)
-        except DataError:
-            existing = None
-        if existing and existing["fingerprint"] == fingerprint and (
-            num_shards is None or existing["num_shards"] == num_shards
-        ):
-            return out_dir
-        if existing and not overwrite:
-            raise DataError(out_dir, "holds a prepared dataset of a different input; pass overwrite=True to replace it")
-        manifest_path.unlink()  # from here on the directory is not a complete dataset
-    for stale in out_dir.glob(".shard-*.tmp*"):  # left by a killed run (atomic_path's temporary names)
-        stale.unlink()
+    plan = plan_shards(source, out_dir, num_shards, num_classes=num_classes, class_names=class_names,
+                       overwrite=overwrite)
+    if plan is None:
+        return Path(out_dir)
+    examples = iter(_examples(source, plan.num_classes))
+    progress = keras.utils.Progbar(plan.num_examples, unit_name="example") if verbose else None
+    done = 0
 
-    examples = _examples(source, num_classes)
-    if total is None:  # an unknown-length Dataset: materialise ids first to plan the shards
-        examples = list(examples)
-        total = len(examples)
-    if total == 0:
-        raise DataError(getattr(source, "name", "dataset"), "the split is empty (no examples)")
-    num_shards = num_shards or max(1, math.ceil(total / 256))
-    num_shards = min(num_shards, total)
-    bounds = np.linspace(0, total, num_shards + 1).round().astype(int)
-    progress = keras.utils.Progbar(total, unit_name="example") if verbose else None
-    shards, done = [], 0
-    examples = iter(examples)
-    for k in range(num_shards):
-        name = f"shard-{k:05d}-of-{num_shards:05d}.tfrecord"
-        with atomic_path(out_dir / name) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
-            for _ in range(bounds[k], bounds[k + 1]):
-                example_id, image, label, image_path = next(examples)
-                if image.shape[:2] != label.shape:
-                    raise DataError(example_id, f"image {image.shape[:2]} and label {label.shape} sizes differ")
-                writer.write(_record(image_path or example_id, example_id, image, label, image_path))
-                done += 1
-                if progress is not None:
-                    progress.update(done)
-        shards.append({"file": name, "num_examples": int(bounds[k + 1] - bounds[k]),
-                       "bytes": (out_dir / name).stat().st_size})
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "num_examples": total,
-        "num_shards": num_shards,
-        "shards": shards,
-        "num_classes": num_classes,
-        "class_names": list(class_names) if class_names else None,
-        "source": getattr(source, "name", "tf.data.Dataset"),
-        "fingerprint": fingerprint,
-    }
-    write_text(manifest_path, json.dumps(manifest, indent=1))
-    return out_dir
+    def records(k: int) -> Iterator[bytes]:
+        nonlocal done
+        for _ in range(plan.bounds[k], plan.bounds[k + 1]):
+            yield example_record(*next(examples))
+            done += 1
+            if progress is not None:
+                progress.update(done)
+
+    shards = [write_shard(plan, k, records(k)) for k in range(plan.num_shards)]
+    return write_manifest(plan, shards)
 
 
 def load_prepared(
