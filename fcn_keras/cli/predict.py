@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from fcn_keras.cli.common import add_command, images, output_dir
+from fcn_keras.cli.common import add_command, add_tiling_options, images, output_dir, tiling_arguments
 from fcn_keras.cli.models import MODEL_HELP, add_weights_options, load_segmenter
 
 
@@ -33,6 +33,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         fcn-keras predict fcn8s_voc photo.jpg holiday/ 'shots/*.png' --out masks
         fcn-keras predict fcn-demo/model.keras fcn-demo/data/JPEGImages --out demo-masks
         fcn-keras predict fcn-demo/saved_model street.jpg --out masks --overwrite
+        fcn-keras predict camvid.keras aerial.tif --tile 1024,1024 --overlap 608 --out masks
         """)
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, directories or glob patterns")
@@ -40,6 +41,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the mask in overlays (default: %(default)s)")
     add_weights_options(p)
+    add_tiling_options(p)
     p.set_defaults(run=run)
 
 
@@ -61,8 +63,13 @@ def run(args: argparse.Namespace) -> int:
         0
     """
     paths = images(args.inputs)
+    tile, overlap = tiling_arguments(args)
     out = output_dir(args.out, args.overwrite)
     segmenter = load_segmenter(args.model, args.weights, not args.no_verify)
+    if tile is not None:
+        from fcn_keras.tiling import tiled
+
+        segmenter = tiled(segmenter, tile, overlap)
     import keras
 
     from fcn_keras import viz
