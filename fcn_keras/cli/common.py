@@ -135,8 +135,9 @@ def add_tiling_options(p: argparse.ArgumentParser) -> None:
         (1024, 1024)
     """
     p.add_argument("--tile", type=tile_size, metavar="H,W",
-                   help="segment each image in windows of at most H x W pixels (memory bounded by the window); "
-                        "H,W minus the overlap must be a multiple of the model's stride (32)")
+                   help="segment each image in windows of at most H x W pixels: the network's memory is bounded "
+                        "by the window, and images of any size are read; H,W minus the overlap must be a multiple "
+                        "of the model's stride (32)")
     p.add_argument("--overlap", type=non_negative, metavar="P",
                    help="with --tile: pixels neighbouring windows share (default: the smallest overlap for which "
                         "the masks equal the whole image's, twice the receptive field's radius; see docs/tiling.md)")

@@ -67,9 +67,12 @@ def run(args: argparse.Namespace) -> int:
     out = output_dir(args.out, args.overwrite)
     segmenter = load_segmenter(args.model, args.weights, not args.no_verify)
     if tile is not None:
+        from PIL import Image
+
         from fcn_keras.tiling import tiled
 
         segmenter = tiled(segmenter, tile, overlap)
+        Image.MAX_IMAGE_PIXELS = None  # tiles are for images past PIL's decompression-bomb guard (179 Mpx)
     import keras
 
     from fcn_keras import viz
