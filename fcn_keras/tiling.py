@@ -108,9 +108,18 @@ class TiledSegmenter(Segmenter):
         mask = None
         for rows, cols, scores in self._scores(image):
             if mask is None:
-                mask = np.empty(image.shape[:2], np.uint8 if scores.shape[-1] <= 256 else np.int32)
+                mask = np.empty(np.shape(image)[:2], np.uint8 if scores.shape[-1] <= 256 else np.int32)
             mask[rows.keep_start:rows.keep_stop, cols.keep_start:cols.keep_stop] = scores.argmax(-1)
         return mask
+
+    def _assemble(self, image: np.ndarray) -> np.ndarray:
+        """The whole image's scores from the windows' kept parts (``logits``)."""
+        out = None
+        for rows, cols, scores in self._scores(image):
+            if out is None:
+                out = np.empty(np.shape(image)[:2] + scores.shape[-1:], np.float32)
+            out[rows.keep_start:rows.keep_stop, cols.keep_start:cols.keep_stop] = scores
+        return out
 
     def windows(self, height: int, width: int) -> list[tuple[Window, Window]]:
         """The ``(rows, cols)`` windows of a ``height`` x ``width`` image, in the order they are run.
@@ -185,28 +194,12 @@ def tiled(segmenter: Segmenter, tile: Sequence[int], overlap: int | None = None,
     if any((size - overlap) % stride for size in tile):
         raise ValueError(f"overlap: tile {tile} minus overlap {overlap} must be a multiple of the network's stride "
                          f"{stride} so that every window starts on its pooling grid; {_suggest(tile, overlap, stride)}")
-    return _build(segmenter, tile, overlap, stride, exact, progress)
-
-
-def _build(segmenter, tile, overlap, stride, exact, progress) -> TiledSegmenter:
-    def logits(image: np.ndarray) -> np.ndarray:
-        return _assemble(tiles, image)
-
     tiles = TiledSegmenter(
-        logits=logits, class_names=list(segmenter.class_names), palette=segmenter.palette,
-        receptive_field=segmenter.receptive_field,
+        logits=lambda image: tiles._assemble(image),  # the segmenter built here runs the windows
+        class_names=list(segmenter.class_names), palette=segmenter.palette, receptive_field=segmenter.receptive_field,
         description=f"{segmenter.description}, tiles {tile[0]}x{tile[1]} overlapping {overlap} (exact from {exact})",
         base=segmenter, tile=tile, overlap=overlap, stride=stride, progress=progress)
     return tiles
-
-
-def _assemble(tiles: TiledSegmenter, image: np.ndarray) -> np.ndarray:
-    out = None
-    for rows, cols, scores in tiles._scores(image):
-        if out is None:
-            out = np.empty(image.shape[:2] + scores.shape[-1:], np.float32)
-        out[rows.keep_start:rows.keep_stop, cols.keep_start:cols.keep_stop] = scores
-    return out
 
 
 def exact_overlap(segmenter, tile: Sequence[int]) -> int:

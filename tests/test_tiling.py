@@ -284,6 +284,7 @@ def test_cli_predict_and_evaluate_with_tiles(models, workspace, whole_scores, ca
                                 "--tile", "320,352")
     assert status == 0, err
     assert "tiles 320x352 overlapping 256 (exact from 256)" in out
+    assert err.count("window 4/4\n") == 2  # progress: each image's four windows
     segmenter = keras_segmenter(models["fcn8s"])
     paths = sorted(images.glob("*.jpg"))
     assert len(paths) == 2

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import textwrap
 from pathlib import Path
-from typing import Iterable, NoReturn, Sequence
+from typing import Callable, Iterable, NoReturn, Sequence, TextIO
 
 PROG = "fcn-keras"
 
@@ -158,6 +159,28 @@ def tiling_arguments(args: argparse.Namespace) -> tuple[tuple[int, int] | None, 
     if tile is None and overlap is not None:
         raise CommandError("--overlap applies to tiled inference: give --tile H,W with it")
     return tile, overlap
+
+
+def window_progress(stream: TextIO | None = None) -> Callable[[int, int], None]:
+    """A ``progress`` callback for :func:`fcn_keras.tiling.tiled`: ``window K/N`` rewritten in place on stderr.
+
+    Images of one window print nothing; the last window ends the line.
+
+    Example:
+        >>> import io
+        >>> out = io.StringIO()
+        >>> report = window_progress(out)
+        >>> for done in (1, 2):
+        ...     report(done, 2)
+        >>> out.getvalue()
+        '\\r  window 1/2\\r  window 2/2\\n'
+    """
+    def report(done: int, total: int) -> None:
+        if total > 1:
+            print(f"\r  window {done}/{total}", end="\n" if done == total else "", file=stream or sys.stderr,
+                  flush=True)
+
+    return report
 
 
 def positive(text: str) -> int:

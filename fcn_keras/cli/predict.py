@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from fcn_keras.cli.common import add_command, add_tiling_options, images, output_dir, tiling_arguments
+from fcn_keras.cli.common import (add_command, add_tiling_options, images, output_dir, tiling_arguments,
+                                  window_progress)
 from fcn_keras.cli.models import MODEL_HELP, add_weights_options, load_segmenter
 
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
         from fcn_keras.tiling import tiled
 
-        segmenter = tiled(segmenter, tile, overlap)
+        segmenter = tiled(segmenter, tile, overlap, progress=window_progress())
         Image.MAX_IMAGE_PIXELS = None  # tiles are for images past PIL's decompression-bomb guard (179 Mpx)
     import keras
 
