@@ -13,10 +13,11 @@ segmenting added; ``process peak`` is ``ru_maxrss`` over the whole process,
 model building included.
 
 The untiled figure is an estimate: the whole network on ``S x S`` images, S = 1024,
-2048, 3072, measured the same way, then the peak extrapolated linearly in pixels
-to 8000x8000 (activations grow with the pixel count; the fixed part is the runtime
-and the weights), next to the floor that the whole image's float32 logits and
-preprocessed input alone take.
+2048, 3072, measured the same way (the time is a second call, the first traces the
+network for the new size), then the peak extrapolated linearly in pixels from the
+two largest to 8000x8000 (activations grow with the pixel count; the fixed part is
+the runtime and the weights), next to the floor that the whole image's float32
+logits and preprocessed input alone take.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 WORKER_TIMEOUT_S = 3 * 3600
+PROGRESS = "progress: "
 NUM_CLASSES = 11
 
 
@@ -77,18 +80,27 @@ def run(quick: bool = False) -> dict:
 
 
 def _spawn(spec: dict) -> dict:
+    """Runs one worker in a fresh interpreter, echoing its progress lines; returns its JSON result or an error."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
     project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join([project] + [p for p in [env.get("PYTHONPATH")] if p])
     cmd = [sys.executable, "-m", "bench.bench_tiling", "--worker", json.dumps(spec)]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=WORKER_TIMEOUT_S, cwd=project)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {WORKER_TIMEOUT_S} s"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        return {"error": f"exit {done.returncode}: " + " | ".join(tail)}
+    with tempfile.TemporaryFile("w+") as stdout:
+        process = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, cwd=project)
+        tail: list[str] = []
+        deadline = time.monotonic() + WORKER_TIMEOUT_S
+        for line in process.stderr:  # the worker's progress, every tenth of the windows
+            if line.startswith(PROGRESS):
+                print("   ", line[len(PROGRESS):].rstrip(), flush=True)
+            tail = (tail + [line.rstrip()])[-3:]
+            if time.monotonic() > deadline:
+                process.kill()
+                return {"error": f"timed out after {WORKER_TIMEOUT_S} s"}
+        process.wait()
+        stdout.seek(0)
+        lines = [line for line in stdout.read().splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        return {"error": f"exit {process.returncode}: " + " | ".join(tail)}
     return json.loads(lines[-1])
 
 
@@ -170,15 +182,22 @@ def _worker(spec: dict) -> dict:
     _reset_peak()
     if job.kind == "whole":
         start = time.perf_counter()
+        segmenter.logits(image)  # the first call at a new size traces the network for it
+        first = time.perf_counter() - start
+        start = time.perf_counter()
         logits = segmenter.logits(image)
         seconds = time.perf_counter() - start
-        return {"seconds": seconds, "peak_rss_mb": _rss_mb(), "run_peak_mb": _hwm_mb(), "setup_rss_mb": setup,
-                "logits_mb": logits.nbytes / 2**20}
+        return {"seconds": seconds, "first_call_s": first, "peak_rss_mb": _rss_mb(), "run_peak_mb": _hwm_mb(),
+                "setup_rss_mb": setup, "logits_mb": logits.nbytes / 2**20}
     exact = exact_overlap(segmenter, (job.tile, job.tile))
     stamps: list[float] = []
-    tiles = tiled(segmenter, (job.tile, job.tile), exact if job.overlap is None else job.overlap,
-                  progress=lambda done, total: (stamps.append(time.perf_counter()),
-                                                print(f"window {done}/{total}", file=sys.stderr, flush=True)))
+
+    def progress(done: int, total: int) -> None:
+        stamps.append(time.perf_counter())
+        if done % max(1, total // 10) == 0 or done == total:
+            print(f"{PROGRESS}window {done}/{total}, {stamps[-1] - start:.0f} s", file=sys.stderr, flush=True)
+
+    tiles = tiled(segmenter, (job.tile, job.tile), exact if job.overlap is None else job.overlap, progress=progress)
     plan = tiles.windows(job.size, job.size)
     start = time.perf_counter()
     mask = tiles.segment(image)
