@@ -59,14 +59,17 @@ def windows(length: int, tile: int, overlap: int) -> list[Window]:
     """The windows covering ``length`` pixels: starts ``0, tile - overlap, ...``, the last cut at the border.
 
     The kept parts partition ``[0, length)``: each overlap is split in its middle
-    (``overlap // 2`` to the later window), so a kept pixel sits at least
-    ``overlap // 2`` pixels inside its window wherever the window does not end at
-    the image border. An axis no longer than ``tile`` is one window.
+    (its first ``overlap // 2`` pixels are kept from the earlier window, the rest
+    from the later one), so a kept pixel sits at least ``overlap // 2`` pixels
+    inside its window wherever the window does not end at the image border. An
+    axis no longer than ``tile`` is one window.
 
     Example:
         >>> [tuple(w) for w in windows(600, 256, 64)]
         [(0, 256, 0, 224), (192, 448, 224, 416), (384, 600, 416, 600)]
     """
+    if not 0 <= overlap < tile:
+        raise ValueError(f"windows: overlap must be at least 0 and smaller than the tile {tile}, got {overlap}")
     if length <= tile:
         return [Window(0, length, 0, length)]
     step = tile - overlap
