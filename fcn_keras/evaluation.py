@@ -3,7 +3,9 @@
 Counts are exact int64 (:func:`fcn_keras.metrics.confusion_matrix`) over the
 whole split. Images are run at their native size; with ``batch_size > 1``,
 images of the same size are batched together (no padding is ever added), so
-the figures are identical to batch 1.
+the figures are identical to batch 1. With ``tile``, each image is segmented
+window by window (:func:`fcn_keras.tiling.tiled`) and the same counts are taken
+from those masks.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def evaluate(
     dataset: Iterable,
     *,
     batch_size: int = 1,
+    tile: tuple[int, int] | None = None,
+    overlap: int | None = None,
     out_json: str | os.PathLike | None = None,
     confusion_png: str | os.PathLike | None = None,
     verbose: int = 1,
@@ -53,6 +57,11 @@ def evaluate(
             labelled with one of the model's classes, raises ``ValueError``: its scores
             would be NaN.
         batch_size: examples per forward pass for 3-D elements; results equal batch 1.
+        tile: ``(height, width)``: segment each image in windows of at most this size,
+            overlapping by ``overlap`` pixels (default: the exact overlap, for which the
+            masks are the whole image's), as :func:`fcn_keras.tiling.tiled` does; one
+            image at a time (``batch_size`` must be 1).
+        overlap: with ``tile``, the pixels neighbouring windows share.
         out_json: write the scores here (atomically, plain modes).
         confusion_png: save the row-normalised confusion matrix as a PNG here (atomically), drawn by
             :func:`fcn_keras.viz.confusion_matrix_image` (needs matplotlib: the ``viz`` extra).
@@ -79,6 +88,7 @@ def evaluate(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     num_classes, names, ignore_label = model.num_classes, list(model.class_names), model.ignore_label
     mode = model.input_preprocessing
+    masks_of = _masks_function(model, batch_size, tile, overlap)
     dataset, described = _elements(dataset)
     hist = np.zeros((num_classes, num_classes), np.int64)
     images_seen = 0
@@ -92,11 +102,10 @@ def evaluate(
                 f"evaluate takes RGB images with values 0-255 (model {model.name!r} applies "
                 f"{'its own' if mode is None else repr(mode)} preprocessing); got values "
                 f"{float(images.min()):.4g} to {float(images.max()):.4g}: build the pipeline with preprocessing=None")
-        x = images if mode is None else preprocess(images, mode)
-        logits = keras.ops.convert_to_numpy(model.predict_on_batch(x))
-        if logits.shape[:3] != labels.shape[:3]:
-            raise ValueError(f"model output {logits.shape} does not match labels {labels.shape}")
-        hist += confusion_matrix(labels, logits.argmax(-1), num_classes, ignore_label)
+        masks = masks_of(images)
+        if masks.shape[:3] != labels.shape[:3]:
+            raise ValueError(f"model output {masks.shape} does not match labels {labels.shape}")
+        hist += confusion_matrix(labels, masks, num_classes, ignore_label)
         images_seen += len(images)
 
     for element in dataset:
@@ -140,6 +149,28 @@ def evaluate(
 
         viz.save_image(viz.confusion_matrix_image(hist, model=model), confusion_png)
     return result
+
+
+def _masks_function(model: SegmentationModel, batch_size: int, tile, overlap):
+    """``images (N, H, W, 3) RGB 0-255 -> masks (N, H, W)``: one forward pass, or each image tiled."""
+    if tile is None:
+        if overlap is not None:
+            raise ValueError("overlap applies to tiled evaluation: pass tile=(height, width) with it")
+        mode = model.input_preprocessing
+
+        def whole(images: np.ndarray) -> np.ndarray:
+            x = images if mode is None else preprocess(images, mode)
+            return keras.ops.convert_to_numpy(model.predict_on_batch(x)).argmax(-1)
+
+        return whole
+    if batch_size != 1:
+        raise ValueError(f"batch_size={batch_size} with tile: tiled evaluation runs one image at a time, window by "
+                         f"window; pass batch_size=1")
+    from fcn_keras.segmenter import keras_segmenter
+    from fcn_keras.tiling import tiled
+
+    tiles = tiled(keras_segmenter(model), tile, overlap)
+    return lambda images: np.stack([tiles.segment(image) for image in images])
 
 
 def format_scores(result: dict) -> str:

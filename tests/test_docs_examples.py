@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Every Markdown page whose ```python blocks run here, in the order a reader meets them.
 PAGES = ("README.md", "docs/index.md", "docs/datasets.md", "docs/training.md", "docs/export.md",
-         "docs/zoo.md", "serving/README.md")
+         "docs/tiling.md", "docs/zoo.md", "serving/README.md")
 # Pages that download a zoo model, and the zoo names whose download the harness stands in for.
 ZOO_STAND_INS = {"README.md": ("fcn8s_voc",), "docs/zoo.md": ("fcn8s_voc",)}
 CLOSED_PORT_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens there, connections fail at once

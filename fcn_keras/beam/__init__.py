@@ -8,7 +8,7 @@ options name (Dataflow, Flink, Spark): see ``docs/beam.md``.
                                                counts.jsonl and failures.jsonl (fcn_keras.beam.segment)
     segment_images(model, inputs, output_dir, options=[...]) -> SegmentReport
                                                runs it to the end (what `fcn-keras predict --beam` does)
-    SegmenterModelHandler(model, min_batch_size=1, max_batch_size=8, tile=None, overlap=0)
+    SegmenterModelHandler(model, min_batch_size=1, max_batch_size=8, tile=None, overlap=None)
                                                RunInference's handler: one Segmenter per worker
     prepare(source, out_dir, num_shards=None, options=[...])
                                                fcn_keras.data.prepare's shards and manifest, as a pipeline

@@ -134,7 +134,7 @@ class SegmenterModelHandler(ModelHandler[np.ndarray, PredictionResult, Segmenter
     Args:
         model: a ``.keras`` file or a SavedModel directory (a version or a TF Serving base), any Beam filesystem.
         min_batch_size, max_batch_size: the bounds of RunInference's batches (``beam.BatchElements``).
-        tile, overlap: segment in ``tile = (height, width)`` windows overlapping by ``overlap`` pixels
+        tile, overlap: segment in ``tile = (height, width)`` windows overlapping by ``overlap`` pixels (None: the exact overlap)
             (:func:`fcn_keras.tiling.tiled`), for images larger than memory or an export's size cap.
         per_image_errors: an image whose inference raises gets an :class:`ImageFailure` as its inference
             instead of failing its batch (and, after retries, the pipeline).
@@ -153,14 +153,14 @@ class SegmenterModelHandler(ModelHandler[np.ndarray, PredictionResult, Segmenter
     """
 
     def __init__(self, model: str | os.PathLike, *, min_batch_size: int = 1, max_batch_size: int = 8,
-                 tile: tuple[int, int] | None = None, overlap: int = 0, per_image_errors: bool = False,
+                 tile: tuple[int, int] | None = None, overlap: int | None = None, per_image_errors: bool = False,
                  large_model: bool = False):
         if not 1 <= min_batch_size <= max_batch_size:
             raise ValueError(f"need 1 <= min_batch_size <= max_batch_size, got {min_batch_size} and {max_batch_size}")
         super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size, large_model=large_model)
         self._model = os.fspath(model)
         self._tile = None if tile is None else (int(tile[0]), int(tile[1]))
-        self._overlap = int(overlap)
+        self._overlap = None if overlap is None else int(overlap)
         self._per_image_errors = per_image_errors
 
     def load_model(self) -> Segmenter:

@@ -67,7 +67,7 @@ class SegmentReport:
 def segment_images(model: str | os.PathLike, inputs: Sequence[str], output_dir: str | os.PathLike, *,
                    options: PipelineOptions | Sequence[str] = (), alpha: float = 0.5, overwrite: bool = False,
                    min_batch_size: int = 1, max_batch_size: int = 8, tile: tuple[int, int] | None = None,
-                   overlap: int = 0) -> SegmentReport:
+                   overlap: int | None = None) -> SegmentReport:
     """Segments the images matched by ``inputs`` (file patterns, any Beam filesystem) into ``output_dir``.
 
     ``options`` is a ``PipelineOptions`` or a Beam command line (:func:`~fcn_keras.beam.options.pipeline_options`);
@@ -99,7 +99,7 @@ def segment_images(model: str | os.PathLike, inputs: Sequence[str], output_dir: 
 
 def run_predict(model: str, inputs: Sequence[str], output_dir: str, beam_args: Sequence[str], *,
                 alpha: float = 0.5, overwrite: bool = False, tile: tuple[int, int] | None = None,
-                overlap: int = 0) -> int:
+                overlap: int | None = None) -> int:
     """What ``fcn-keras predict MODEL INPUT... --out DIR --beam [BEAM_OPTION...]`` does; returns the exit status.
 
     Local inputs are found as ``predict`` finds them (files, directories, globs; two images

@@ -238,7 +238,7 @@ class SegmentImages(beam.PTransform):
 
     def __init__(self, model: str | os.PathLike, output_dir: str | os.PathLike, *, alpha: float = 0.5,
                  overwrite: bool = False, min_batch_size: int = 1, max_batch_size: int = 8,
-                 tile: tuple[int, int] | None = None, overlap: int = 0, large_model: bool = False):
+                 tile: tuple[int, int] | None = None, overlap: int | None = None, large_model: bool = False):
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import textwrap
 from pathlib import Path
-from typing import Iterable, NoReturn, Sequence
+from typing import Callable, Iterable, NoReturn, Sequence, TextIO
 
 PROG = "fcn-keras"
 
@@ -85,6 +86,101 @@ def size(text: str) -> tuple[int, int]:
     if len(parts) != 2 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH or SIZE with positive numbers, got {text!r}")
     return parts[0], parts[1]
+
+
+def tile_size(text: str) -> tuple[int, int]:
+    """``"1024,768"`` or ``"1024"`` -> ``(height, width)`` of a tile; an argparse type.
+
+    Example:
+        >>> tile_size("512,640"), tile_size("512")
+        ((512, 640), (512, 512))
+        >>> tile_size("512x640")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: expected HEIGHT,WIDTH or SIZE in pixels (e.g. 1024,1024), got '512x640'
+    """
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHT,WIDTH or SIZE in pixels (e.g. 1024,1024), got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected HEIGHT,WIDTH or SIZE with positive numbers, got {text!r}")
+    return parts[0], parts[1]
+
+
+def non_negative(text: str) -> int:
+    """A non-negative integer; an argparse type.
+
+    Example:
+        >>> non_negative("0")
+        0
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def add_tiling_options(p: argparse.ArgumentParser) -> None:
+    """``--tile H,W`` and ``--overlap P``: segment each image in overlapping windows (:mod:`fcn_keras.tiling`).
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_tiling_options(parser)
+        >>> parser.parse_args(["--tile", "1024,1024", "--overlap", "512"]).tile
+        (1024, 1024)
+    """
+    p.add_argument("--tile", type=tile_size, metavar="H,W",
+                   help="segment each image in windows of at most H x W pixels: the network's memory is bounded "
+                        "by the window, and images of any size are read; H,W minus the overlap must be a multiple "
+                        "of the model's stride (32)")
+    p.add_argument("--overlap", type=non_negative, metavar="P",
+                   help="with --tile: pixels neighbouring windows share (default: the smallest overlap for which "
+                        "the masks equal the whole image's, twice the receptive field's radius; see docs/tiling.md)")
+
+
+def tiling_arguments(args: argparse.Namespace) -> tuple[tuple[int, int] | None, int | None]:
+    """``(tile, overlap)`` from :func:`add_tiling_options`' arguments; ``--overlap`` alone is refused.
+
+    Example:
+        >>> tiling_arguments(argparse.Namespace(tile=(512, 512), overlap=None))
+        ((512, 512), None)
+        >>> tiling_arguments(argparse.Namespace(tile=None, overlap=64))
+        Traceback (most recent call last):
+        ...
+        fcn_keras.cli.common.CommandError: --overlap applies to tiled inference: give --tile H,W with it
+    """
+    tile, overlap = getattr(args, "tile", None), getattr(args, "overlap", None)
+    if tile is None and overlap is not None:
+        raise CommandError("--overlap applies to tiled inference: give --tile H,W with it")
+    return tile, overlap
+
+
+def window_progress(stream: TextIO | None = None) -> Callable[[int, int], None]:
+    """A ``progress`` callback for :func:`fcn_keras.tiling.tiled`: ``window K/N`` rewritten in place on stderr.
+
+    Images of one window print nothing; the last window ends the line.
+
+    Example:
+        >>> import io
+        >>> out = io.StringIO()
+        >>> report = window_progress(out)
+        >>> for done in (1, 2):
+        ...     report(done, 2)
+        >>> out.getvalue()
+        '\\r  window 1/2\\r  window 2/2\\n'
+    """
+    def report(done: int, total: int) -> None:
+        if total > 1:
+            print(f"\r  window {done}/{total}", end="\n" if done == total else "", file=stream or sys.stderr,
+                  flush=True)
+
+    return report
 
 
 def positive(text: str) -> int:

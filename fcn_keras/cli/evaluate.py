@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from fcn_keras.cli.common import CommandError, add_command, output_dir, positive
+from fcn_keras.cli.common import CommandError, add_command, add_tiling_options, output_dir, positive, tiling_arguments
 from fcn_keras.cli.models import add_weights_options, load_keras_model
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         fcn-keras evaluate runs/fcn32s/best.keras ~/data/VOCdevkit/VOC2012 --split val --out eval-fcn32s
         fcn-keras evaluate fcn-demo/model.keras fcn-demo/data --split val --num-classes 6
         fcn-keras evaluate camvid.keras ~/data/camvid/test.txt --metadata camvid
+        fcn-keras evaluate camvid.keras ~/data/camvid/test.txt --metadata camvid --tile 256,256 --overlap 96
         """)
     p.add_argument("model", metavar="MODEL", help="a zoo name or a .keras file")
     p.add_argument("dataset", metavar="DATASET", help="VOC root, SBD root or 'image label' split file")
@@ -49,7 +50,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def add_evaluation_options(p: argparse.ArgumentParser) -> None:
-    """The options ``evaluate`` and ``zoo evaluate`` share (output, batch size, local weights and their check).
+    """The options ``evaluate`` and ``zoo evaluate`` share (output, batch size, local weights and their check, tiling).
 
     Example:
         >>> parser = argparse.ArgumentParser()
@@ -62,6 +63,7 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive, default=1,
                    help="images of equal size per forward pass; results equal batch 1 (default: %(default)s)")
     add_weights_options(p)
+    add_tiling_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,12 +102,14 @@ def score(model: SegmentationModel, source: FileSource, args: argparse.Namespace
     if source.num_classes is not None and source.num_classes != model.num_classes:
         raise CommandError(f"model {model.name} predicts {model.num_classes} classes but dataset {source.name} has "
                            f"{source.num_classes}; pass --num-classes if the dataset is labelled otherwise")
+    tile, overlap = tiling_arguments(args)
     out = output_dir(args.out, args.overwrite) if args.out else None
     from fcn_keras import viz
     from fcn_keras.evaluation import evaluate
 
-    print(f"evaluating {model.name} on {source.name} ({len(source)} images)")
-    result = evaluate(model, source, batch_size=args.batch_size,
+    tiling = "" if tile is None else f", in {tile[0]}x{tile[1]} windows"
+    print(f"evaluating {model.name} on {source.name} ({len(source)} images{tiling})")
+    result = evaluate(model, source, batch_size=args.batch_size, tile=tile, overlap=overlap,
                       out_json=out / "metrics.json" if out else None)
     if out:
         viz.save_image(viz.confusion_matrix_image(result["confusion_matrix"], model=model), out / "confusion_matrix.png")

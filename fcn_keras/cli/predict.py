@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from fcn_keras.cli.common import CommandError, add_command, images, output_dir
+from fcn_keras.cli.common import (CommandError, add_command, add_tiling_options, images, output_dir,
+                                  tiling_arguments, window_progress)
 from fcn_keras.cli.models import MODEL_HELP, add_weights_options, load_segmenter
 
 
@@ -33,6 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         fcn-keras predict fcn8s_voc photo.jpg holiday/ 'shots/*.png' --out masks
         fcn-keras predict fcn-demo/model.keras fcn-demo/data/JPEGImages --out demo-masks
         fcn-keras predict fcn-demo/saved_model street.jpg --out masks --overwrite
+        fcn-keras predict camvid.keras aerial.tif --tile 1024,1024 --overlap 608 --out masks
         """)
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, directories or glob patterns")
@@ -40,6 +42,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the mask in overlays (default: %(default)s)")
     add_weights_options(p)
+    add_tiling_options(p)
     p.add_argument("--beam", nargs=argparse.REMAINDER, metavar="BEAM_OPTION",
                    help="run as an Apache Beam pipeline (the beam extra; DirectRunner by default); every argument "
                         "after --beam is a Beam pipeline option (--runner DataflowRunner --project P ...). Inputs "
@@ -66,16 +69,24 @@ def run(args: argparse.Namespace) -> int:
         wrote 6 files to .../masks: <name>_mask.png, <name>_color.png, <name>_overlay.png
         0
     """
+    tile, overlap = tiling_arguments(args)
     if args.beam is not None:
         if args.weights:
             raise CommandError("--weights applies to zoo models; --beam runs a .keras file or a SavedModel")
         from fcn_keras.beam.predict import run_predict
 
         return run_predict(args.model, args.inputs, args.out, args.beam, alpha=args.alpha, overwrite=args.overwrite,
-                           tile=getattr(args, "tile", None), overlap=getattr(args, "overlap", 0) or 0)
+                           tile=tile, overlap=overlap)
     paths = images(args.inputs)
     out = output_dir(args.out, args.overwrite)
     segmenter = load_segmenter(args.model, args.weights, not args.no_verify)
+    if tile is not None:
+        from PIL import Image
+
+        from fcn_keras.tiling import tiled
+
+        segmenter = tiled(segmenter, tile, overlap, progress=window_progress())
+        Image.MAX_IMAGE_PIXELS = None  # tiles are for images past PIL's decompression-bomb guard (179 Mpx)
     import keras
 
     from fcn_keras import viz

@@ -186,3 +186,14 @@ def test_model_inputs_and_outputs_on_a_remote_filesystem(models, images, predict
     status, _, err = fcn_keras_cmd("predict", "memfs://bucket/models/fcn", "memfs://bucket/none/*.jpg",
                                    "--out", "memfs://bucket/other", "--beam")
     assert status == 1 and err == "fcn-keras: error: no file matches the pattern memfs://bucket/none/*.jpg\n"
+
+
+def test_tiles_reach_the_workers_segmenter(models, images, predicted, tmp_path, fcn_keras_cmd):
+    # Windows of 32x32 without overlap: not the whole image's masks, so equal files show --tile reached Beam.
+    tiled = ["--tile", "32,32", "--overlap", "0"]
+    assert fcn_keras_cmd("predict", models["keras"], images["good"], "--out", tmp_path / "p", *tiled)[0] == 0
+    status, _, err = fcn_keras_cmd("predict", models["keras"], images["good"], "--out", tmp_path / "b", *tiled,
+                                   "--beam", *ONE_WORKER)
+    assert status == 0, err
+    assert _files(tmp_path / "b") == _files(tmp_path / "p")
+    assert _files(tmp_path / "p") != _files(predicted["keras"])
