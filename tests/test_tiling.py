@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import tracemalloc
 
+import keras
 import numpy as np
 import pytest
 
@@ -22,6 +23,7 @@ IMAGE_SHAPE = (333, 517, 3)  # no side a multiple of the stride
 
 
 def _tiny(architecture: str, seed: int = 0):
+    keras.utils.set_random_seed(seed)  # the same encoder every run: tolerances below are for its logits
     model = fcn_keras.models.FCN(architecture, num_classes=3, backbone="tiny_vgg")
     rng = np.random.default_rng(seed)
     for layer in model.layers:
@@ -90,7 +92,7 @@ def test_the_stride_is_the_period_of_shifts(models):
     for shift, equal in ((32, True), (16, False)):
         shifted = np.asarray(model(big[:, shift:, shift:]))
         inner = (slice(margin, 320 - shift - margin), slice(margin, 384 - shift - margin))
-        same = np.allclose(shifted[0][inner], out[0, shift:, shift:][inner], atol=1e-4)
+        same = np.allclose(shifted[0][inner], out[0, shift:, shift:][inner], atol=1e-5 * np.abs(out).max())
         assert same == equal, shift
 
 
