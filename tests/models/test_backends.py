@@ -47,7 +47,7 @@ def random_weights(model, rng):
     values = []
     for w in model.weights:
         fan_in = max(1, int(np.prod(w.shape[:-1])))
-        value = rng.standard_normal(w.shape).astype("float32") * np.sqrt(2.0 / fan_in)
+        value = rng.standard_normal(w.shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
         values.append(np.abs(value) + 0.5 if "variance" in w.path else value)
     return values
 

@@ -26,7 +26,7 @@ def _randomise(model, seed=0):
     rng = np.random.default_rng(seed)
     values = []
     for w in model.weights:
-        value = rng.standard_normal(w.shape).astype("float32") * 0.02
+        value = rng.standard_normal(w.shape, dtype=np.float32) * np.float32(0.02)
         values.append(np.abs(value) + 0.5 if "variance" in w.path else value)  # BatchNorm needs variance > 0
     model.set_weights(values)
 
