@@ -15,6 +15,7 @@ from fcn_keras.models import (
     Scale,
     bilinear_kernel,
 )
+from fcn_keras.models.heads import HEADS, head_layers
 from fcn_keras.preprocessing import MODES, REFERENCE_BGR_MEAN
 
 pytestmark = pytest.mark.backend_agnostic
@@ -49,8 +50,9 @@ def test_bilinear_initializer_is_channel_diagonal():
 
 def test_fixed_bilinear_upsampling_interpolates_linearly():
     """FCN-32s' upscore on a linear ramp gives a linear ramp (away from the borders)."""
-    model = fcn_keras.fcn32s(num_classes=1)
-    layer = model.get_layer("upscore")
+    # The layer as FCN-32s defines it, without the 134M-parameter trunk beneath it.
+    layer = head_layers(HEADS["fcn32s"], 1, reference=True, trainable_upsampling=False)["upscore"]
+    assert (layer.kernel_size, layer.strides, layer.trainable) == ((64, 64), (32, 32), False)
     ramp = np.arange(6, dtype="float32")[None, :, None, None] * np.ones((1, 1, 6, 1), "float32")
     up = keras.ops.convert_to_numpy(layer(ramp))[0, :, :, 0]
     assert up.shape == (5 * 32 + 64, 5 * 32 + 64)
@@ -108,8 +110,9 @@ def test_preprocess_is_one_definition_for_numpy_and_backend_tensors(mode):
 def test_include_preprocessing_equals_preprocessing_outside():
     rng = np.random.default_rng(0)
     inside = fcn_keras.fcn32s(num_classes=2, include_preprocessing=True)
+    assert inside.get_layer("preprocessing").mode == "fcn"  # VGG16's default: the reference's (preprocess_input)
     outside = fcn_keras.fcn32s(num_classes=2)
-    weights = [rng.standard_normal(w.shape).astype("float32") * 0.01 for w in outside.weights]
+    weights = [rng.standard_normal(w.shape, dtype=np.float32) * np.float32(0.01) for w in outside.weights]
     outside.set_weights(weights)
     inside.set_weights(weights)
     rgb = rng.integers(0, 256, (1, 19, 23, 3)).astype("float32")
