@@ -128,20 +128,20 @@ def test_fresh_model_outputs_zero_logits():
 
 @pytest.fixture(scope="module")
 def caffe_case():
-    """Random Caffe-layout blobs, test images, and the reference trunk computed once per image."""
+    """Random Caffe-layout blobs (also in Keras' layouts), test images, the reference trunk once per image."""
     blobs = caffe_numpy.random_blobs(num_classes=3, seed=0)
     rng = np.random.default_rng(1)
     images = [rng.uniform(-120, 120, (*size, 3)).astype("float32") for size in [(23, 18)]]  # odd H, even W: both ceil-pooling cases
     trunks = [caffe_numpy.trunk(blobs, image.transpose(2, 0, 1)) for image in images]
-    return blobs, images, trunks
+    return blobs, caffe_numpy.keras_layouts(blobs), images, trunks
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_equals_caffe_reference_semantics(models, caffe_case, arch):
     """Same weights in Caffe layouts -> same scores as a NumPy rendering of the Caffe net."""
-    blobs, images, trunks = caffe_case
+    blobs, layouts, images, trunks = caffe_case
     model = models[arch]
-    caffe_numpy.set_keras_weights(model, blobs)
+    caffe_numpy.set_keras_weights(model, layouts)
     for image, trunk in zip(images, trunks):
         expected = caffe_numpy.head(arch, blobs, trunk).transpose(1, 2, 0)
         got = keras.ops.convert_to_numpy(model(image[None], training=False))[0]
