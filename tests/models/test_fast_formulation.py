@@ -179,14 +179,16 @@ def test_the_margin_free_trunk_trains_like_the_padded_one():
         for name in ("drop6", "drop7"):  # the same step for both: no random dropout masks
             model.get_layer(name).rate = 0.0
         weights = {w.path: w for w in model.weights}
-        initial = {path: keras.ops.convert_to_numpy(w) for path, w in weights.items()}
+        # The start kept as tensors, not NumPy copies: a read value shares the variable's buffer (tensors are
+        # immutable, so the step's update writes a new one) and assigning it back copies nothing.
+        initial = {path: keras.ops.copy(w.value) for path, w in weights.items()}
         steps = []
         for net in (model, reference_graph(model)):  # the fast call, then the plain layer graph
             for path, w in weights.items() if steps else ():
                 w.assign(initial[path])
             net.compile(optimizer=keras.optimizers.SGD(1.0), loss=keras.losses.SparseCategoricalCrossentropy(True))
             net.train_on_batch(x, y)
-            steps.append({name: keras.ops.convert_to_numpy(weights[name]) - initial[name] for name in compared})
+            steps.append({name: keras.ops.convert_to_numpy(weights[name] - initial[name]) for name in compared})
     finally:
         keras.config.set_dtype_policy(policy)
     assert model.fast
