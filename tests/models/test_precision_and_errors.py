@@ -33,8 +33,8 @@ def test_logits_are_float32_under_mixed_precision(policy, name):
 def test_reference_fcn_under_mixed_float16_matches_float32(policy):
     rng = np.random.default_rng(0)
     reference = fcn_keras.fcn32s(num_classes=2)
-    weights = [rng.standard_normal(w.shape).astype("float32") * np.sqrt(2 / max(1, np.prod(w.shape[:-1])))
-               for w in reference.weights]
+    weights = [rng.standard_normal(w.shape, dtype=np.float32) * np.float32(np.sqrt(2 / max(1, np.prod(w.shape[:-1]))))
+               for w in reference.weights]  # drawn in float32: half the time of float64 draws for 134M values
     reference.set_weights(weights)
     policy("mixed_float16")
     mixed = fcn_keras.fcn32s(num_classes=2)
