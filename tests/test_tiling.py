@@ -304,7 +304,7 @@ def test_cli_predict_and_evaluate_with_tiles(models, workspace, whole_scores, ca
 
 @pytest.mark.parametrize("argv, message", [
     (["--tile", "320x352"], "argument --tile: expected HEIGHT,WIDTH or SIZE in pixels (e.g. 1024,1024), got '320x352'"),
-    (["--tile", "320,0"], "argument --tile: expected HEIGHT,WIDTH or SIZE with positive numbers, got '320,0'"),
+    (["--tile", "320,0"], "argument --tile: expected HEIGHT,WIDTH or SIZE in pixels (e.g. 1024,1024) with positive numbers, got '320,0'"),
     (["--tile", "256,256", "--overlap", "-1"], "argument --overlap: expected a non-negative integer, got -1"),
 ])
 def test_cli_refuses_bad_tiles_in_one_line(workspace, capsys, argv, message):

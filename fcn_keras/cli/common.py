@@ -77,15 +77,7 @@ def size(text: str) -> tuple[int, int]:
         >>> size("32x48")
         (32, 48)
     """
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH or SIZE, got {text!r}") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH or SIZE with positive numbers, got {text!r}")
-    return parts[0], parts[1]
+    return _pair(text.lower(), "x", "HEIGHTxWIDTH or SIZE")
 
 
 def tile_size(text: str) -> tuple[int, int]:
@@ -99,14 +91,18 @@ def tile_size(text: str) -> tuple[int, int]:
         ...
         argparse.ArgumentTypeError: expected HEIGHT,WIDTH or SIZE in pixels (e.g. 1024,1024), got '512x640'
     """
+    return _pair(text, ",", "HEIGHT,WIDTH or SIZE in pixels (e.g. 1024,1024)")
+
+
+def _pair(text: str, separator: str, expected: str) -> tuple[int, int]:
     try:
-        parts = [int(p) for p in text.split(",")]
+        parts = [int(p) for p in text.split(separator)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHT,WIDTH or SIZE in pixels (e.g. 1024,1024), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
     if len(parts) == 1:
         parts *= 2
     if len(parts) != 2 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected HEIGHT,WIDTH or SIZE with positive numbers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected} with positive numbers, got {text!r}")
     return parts[0], parts[1]
 
 
@@ -117,13 +113,7 @@ def non_negative(text: str) -> int:
         >>> non_negative("0")
         0
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
+    return _integer(text, 0, "non-negative")
 
 
 def add_tiling_options(p: argparse.ArgumentParser) -> None:
@@ -190,12 +180,16 @@ def positive(text: str) -> int:
         >>> positive("3")
         3
     """
+    return _integer(text, 1, "positive")
+
+
+def _integer(text: str, minimum: int, kind: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {value}")
     return value
 
 
