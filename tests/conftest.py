@@ -26,8 +26,8 @@ _FULL_SIZE_VGG16 = ("tests/models/test_architectures.py", "tests/models/test_con
                     "tests/models/test_layers.py", "tests/models/test_precision_and_errors.py",
                     "tests/models/test_serialization.py", "tests/zoo/test_conversion.py",
                     "tests/zoo/test_zoo_load.py", "tests/bench/test_bench.py",
-                    "tests/models/test_fast_formulation.py", "tests/test_doctests.py",
-                    "tests/export/test_flagship.py", "tests/zoo/test_weights_path.py")
+                    "tests/models/test_fast_formulation.py", "tests/export/test_flagship.py",
+                    "tests/zoo/test_weights_path.py")
 _FULL_SIZE_SCOPE = "full-size VGG16 modules"
 # The longest scopes start first, so that the two workers finish together (order only; any name may go).
 _LONGEST_FIRST = (_FULL_SIZE_SCOPE, "tests/training/test_training.py", "tests/test_docs_examples.py", "tests/cli",
@@ -35,13 +35,22 @@ _LONGEST_FIRST = (_FULL_SIZE_SCOPE, "tests/training/test_training.py", "tests/te
                   "tests/models/test_architectures.py", "tests/models/test_backbones.py",
                   "tests/models/test_convolutionalize.py", "tests/training/test_slow_recipes.py",
                   "tests/models/test_precision_and_errors.py", "tests/zoo/test_zoo_load.py",
-                  "tests/models/test_serialization.py", "tests/beam/test_segment.py")
+                  "tests/models/test_serialization.py", "tests/test_doctests.py", "tests/beam/test_segment.py")
+
+
+# The doctests of these modules build full-size VGG16 models; the others run beside the full-size scope.
+_FULL_SIZE_DOCTESTS = ("fcn_keras]", "fcn_keras.models", "fcn_keras.zoo", "fcn_keras.caffe", "fcn_keras.training.init",
+                       "fcn_keras.training.compile", "fcn_keras.training.data")
 
 
 def _scope(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
     parts = path.split("/")
-    if path in _FULL_SIZE_VGG16 and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+    on_tensorflow = os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+    if path == "tests/test_doctests.py" and on_tensorflow:
+        module = nodeid.rsplit("[", 1)[-1]
+        return _FULL_SIZE_SCOPE if module.startswith(_FULL_SIZE_DOCTESTS) else path
+    if path in _FULL_SIZE_VGG16 and on_tensorflow:
         return _FULL_SIZE_SCOPE
     return "/".join(parts[:2]) if len(parts) > 2 and parts[1] in _SHARED_BY_PACKAGE else path
 
