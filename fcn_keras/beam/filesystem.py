@@ -2,11 +2,12 @@
 
 Everything the Beam transforms read or write goes through
 :class:`apache_beam.io.filesystems.FileSystems`, so the same code runs against
-a local directory and a bucket. A file appears whole or not at all: on an
-object store an object becomes visible only when its upload completes, so it is
-written in place; elsewhere (local disks, HDFS) it is written under a temporary
-name in the same directory and renamed, as :func:`fcn_keras.files.atomic_path`
-does, and gets the modes of a plain write (``0644`` under umask ``022``).
+a local directory and a bucket. A file appears whole or not at all: a local
+file is written by the project's one atomic writer (:func:`fcn_keras.files.write_bytes`,
+the modes of a plain write: ``0644`` under umask ``022``); on an object store an
+object becomes visible only when its upload completes, so it is written in place;
+on other remote filesystems (HDFS), which that writer cannot reach, it is written
+under a temporary name beside it and renamed through Beam's ``FileSystems``.
 
 Example:
     >>> import tempfile
@@ -23,6 +24,8 @@ import uuid
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+from fcn_keras.files import write_bytes
 
 # Schemes whose objects are created atomically when their upload finishes; a rename there is a copy
 # and a delete, twice the traffic for no gain.
@@ -60,6 +63,9 @@ def write_file(path: str, content: bytes) -> str:
         >>> read_file(write_file(FileSystems.join(tempfile.mkdtemp(), "sub", "b.bin"), b"\\x00\\x01"))
         b'\\x00\\x01'
     """
+    if is_local(path):
+        write_bytes(path, content)
+        return path
     if FileSystems.get_scheme(path) in OBJECT_STORE_SCHEMES:
         _write(path, content)
         return path
