@@ -51,6 +51,9 @@ def test_keras_model_writes_predicts_files_and_reports_corrupt_images(keras_run,
     expected = _files(predicted["keras"])
     assert len(expected) == 12
     assert _files(out) == expected  # every picture byte for byte, nothing more
+    from fcn_keras.files import current_umask
+
+    assert {oct(p.stat().st_mode & 0o777) for p in out.glob("*.png")} == {oct(0o666 & ~current_umask())}
     masks = [np.asarray(Image.open(out / f"img{k}_mask.png")) for k in range(4)]
     pixels = np.bincount(np.concatenate([m.ravel() for m in masks]), minlength=3)
     assert (pixels > 0.05 * pixels.sum()).sum() >= 2  # masks of several classes, not all class 0
