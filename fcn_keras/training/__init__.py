@@ -34,7 +34,7 @@ from fcn_keras.training.distribution import (
     strategy_of, worker_directory,
 )
 from fcn_keras.training.init import build_model, init_from_model, iter_layers
-from fcn_keras.training.jax_distribution import resolve_distribution, whole_batches
+from fcn_keras.training.jax_distribution import resolve_distribution
 from fcn_keras.training.resume import ResumeState, truncate_csv_log
 from fcn_keras.training.saving import save_model, variable_values
 from fcn_keras.training.train import train
@@ -46,5 +46,5 @@ __all__ = [
     "iter_layers", "label_checked", "make_optimizer", "num_workers", "palette_of", "pipeline_preprocessing",
     "replica_values", "resolve_distribution", "resolve_strategy", "save_model", "settle_batchnorm", "shard_by_data",
     "statistics_batches", "strategy_of", "train", "train_dataset", "truncate_csv_log", "val_dataset", "variable_values",
-    "whole_batches", "worker_directory",
+    "worker_directory",
 ]

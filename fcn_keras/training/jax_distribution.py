@@ -22,9 +22,6 @@ import contextlib
 from typing import ContextManager
 
 import keras
-import tensorflow as tf
-
-from fcn_keras.palette import IGNORE_LABEL
 
 DISTRIBUTIONS = ("data_parallel",)
 """The names the ``distribution`` argument of :func:`~fcn_keras.training.train` accepts (besides ``None``)."""
@@ -103,29 +100,3 @@ def distribution_scope(distribution: keras.distribution.DataParallel | None) -> 
         True
     """
     return contextlib.nullcontext() if distribution is None else distribution.scope()
-
-
-def whole_batches(dataset: tf.data.Dataset, multiple: int) -> tf.data.Dataset:
-    """``(images, labels)`` batches completed to a multiple of ``multiple`` examples with ignore-only examples.
-
-    ``DataParallel`` needs every batch to split evenly over the devices; an
-    added example has zero images and labels all ``IGNORE_LABEL``, so it adds
-    nothing to a loss sum, to the valid-pixel count of a mean loss or to the
-    confusion matrix of :class:`~fcn_keras.metrics.SegmentationMetrics`. (Keras
-    weighs the reported ``val_loss`` of a batch by its size, padding included.)
-
-    Example:
-        >>> images, labels = tf.zeros((3, 2, 2, 3)), tf.ones((3, 2, 2), "int32")
-        >>> padded = whole_batches(tf.data.Dataset.from_tensors((images, labels)), 4)
-        >>> [(x.shape[0], int(tf.reduce_sum(tf.cast(y == 255, "int32")))) for x, y in padded]
-        [(4, 4)]
-    """
-    if multiple == 1:
-        return dataset
-
-    def complete(images, labels):
-        extra = tf.math.floormod(-tf.shape(images)[0], multiple)
-        return (tf.pad(images, [[0, extra]] + [[0, 0]] * (images.shape.rank - 1)),
-                tf.pad(labels, [[0, extra]] + [[0, 0]] * (labels.shape.rank - 1), constant_values=IGNORE_LABEL))
-
-    return dataset.map(complete)

@@ -23,7 +23,7 @@ from fcn_keras.training.data import (
 from fcn_keras.training.distribution import is_multi_worker, resolve_strategy, shard_by_data, worker_directory
 from fcn_keras.training.init import build_model
 from fcn_keras.training.jax_distribution import (
-    device_count, distribution_scope, resolve_distribution, whole_batches,
+    device_count, distribution_scope, resolve_distribution,
 )
 from fcn_keras.training.resume import ResumeState, truncate_csv_log
 from fcn_keras.training.saving import save_model
@@ -124,9 +124,9 @@ def train(
         # Its own seeds: the estimate must not consume or shift the training batches.
         fit_callbacks.insert(0, EstimateStatistics(lambda epoch: statistics_batches(
             recipe, train_source, epoch, preprocessing)))
-    devices = device_count(parallel)  # keras.distribution's; strategy has 1 replica then, and vice versa
-    val = whole_batches(shard_by_data(val_dataset(recipe, val_source, strategy.num_replicas_in_sync * devices,
-                                                  preprocessing)), devices)
+    # One image per replica and per keras.distribution device (one of the two is 1), every batch full.
+    replicas = strategy.num_replicas_in_sync * device_count(parallel)
+    val = shard_by_data(val_dataset(recipe, val_source, replicas, preprocessing))
     history: dict[str, list] = {}
 
     def run(first_epoch: int, last_epoch: int, steps_per_epoch: int, skip: int) -> None:

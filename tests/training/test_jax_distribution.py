@@ -24,7 +24,7 @@ pytest.importorskip("jax")
 
 ROOT = Path(tiny.__file__).resolve().parents[2]
 # Summed loss (the FCN reference's): the learning rate of the mean-loss recipe over the 4 * 32 * 32 pixels of
-# a batch of 4. 20 images give 5 for validation: 4 + 1 completed by whole_batches on 4 devices. Dropout stays
+# a batch of 4. 20 images give 5 for validation: 4 + 1 completed with blanks by val_dataset on 4 devices. Dropout stays
 # on: jax.random gives the same bits however the batch is sharded.
 SUMMED = ["--set", "data.batch_size=4", "--set", "data.synthetic_images=20", "--set", 'loss.reduction="sum"',
           "--set", "optimizer.learning_rate=2e-5"]
