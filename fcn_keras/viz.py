@@ -283,6 +283,16 @@ def save_image(image, path: str | os.PathLike) -> Path:
 
 
 PREDICTION_KINDS: tuple[str, ...] = ("mask", "color", "overlay")
+
+
+def prediction_file_name(stem: str, kind: str) -> str:
+    """The file name of one of :func:`save_prediction`'s pictures.
+
+    Example:
+        >>> prediction_file_name("0001", "overlay")
+        '0001_overlay.png'
+    """
+    return f"{stem}_{kind}.png"
 """The pictures of one prediction, in the order written: ``<stem>_<kind>.png``."""
 
 
@@ -329,7 +339,7 @@ def save_prediction(image, mask, out_dir: str | os.PathLike, stem: str, palette=
     """
     pictures = prediction_pictures(image, mask, stem, palette, class_names, alpha, model=model)
     out_dir = Path(out_dir)
-    return {kind: save_image(picture, out_dir / f"{stem}_{kind}.png") for kind, picture in pictures.items()}
+    return {kind: save_image(picture, out_dir / prediction_file_name(stem, kind)) for kind, picture in pictures.items()}
 
 
 # Charts (matplotlib) ------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def output_paths(output_dir: str, name: str) -> dict[str, str]:
         >>> output_paths("/out", "0001")["mask"]
         '/out/0001_mask.png'
     """
-    return {kind: FileSystems.join(output_dir, f"{name}_{kind}.png") for kind in KINDS}
+    return {kind: FileSystems.join(output_dir, viz.prediction_file_name(name, kind)) for kind in KINDS}
 
 
 def class_pixels(mask: np.ndarray, class_names) -> dict[str, int]:
