@@ -22,6 +22,7 @@ import keras
 
 from fcn_keras.models import backbones
 from fcn_keras.models.fast.program import fast_fcn
+from fcn_keras.models.family_model import check_input_shape
 from fcn_keras.models.heads import HEADS, Head, fcn_head, head_layers
 from fcn_keras.models.layers import Preprocessing
 from fcn_keras.models.segmentation_model import SegmentationModel, dtype_policy, resolve_identity
@@ -76,7 +77,7 @@ class FCN(SegmentationModel):
         if num_classes is None and class_names is None:
             num_classes = 21
         num_classes, class_names, palette = resolve_identity(num_classes, class_names, palette)
-        _check_input_shape(input_shape)
+        check_input_shape(input_shape)
         if keras.config.image_data_format() != "channels_last":
             raise ValueError("fcn_keras models are channels_last; set keras.config.set_image_data_format('channels_last')")
         preprocessing = preprocessing or spec.preprocessing
@@ -123,14 +124,6 @@ class FCN(SegmentationModel):
             "input_shape": list(self._input_shape_arg), "trainable_upsampling": self._trainable_upsampling,
             "fast": self._fast,
         }
-
-
-def _check_input_shape(input_shape) -> None:
-    if input_shape is None or len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ValueError(f"input_shape must be (height, width, 3) for RGB images, got {input_shape!r}")
-    for size in input_shape[:2]:
-        if size is not None and (int(size) != size or size < 1):
-            raise ValueError(f"input_shape sizes must be positive integers or None, got {input_shape!r}")
 
 
 def build_fcn(

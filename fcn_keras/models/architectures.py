@@ -1,0 +1,33 @@
+"""Every architecture by name: the builder that makes it, for recipes, zoo cards and the CLI.
+
+Example:
+    >>> model = build("fcn32s", num_classes=3, backbone="tiny_vgg")
+    >>> model.architecture, sorted(ARCHITECTURES)[:3]
+    ('fcn32s', ['fcn16s', 'fcn32s', 'fcn8s'])
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from fcn_keras.models.fcn import fcn8s, fcn8s_atonce, fcn16s, fcn32s
+from fcn_keras.models.segmentation_model import SegmentationModel
+
+ARCHITECTURES: dict[str, Callable[..., SegmentationModel]] = {
+    "fcn32s": fcn32s, "fcn16s": fcn16s, "fcn8s": fcn8s, "fcn8s_atonce": fcn8s_atonce,
+}
+"""Architecture name -> its keras.applications-style builder."""
+
+
+def build(architecture: str, **kwargs) -> SegmentationModel:
+    """The model ``ARCHITECTURES[architecture](**kwargs)``, with an error that lists the known names.
+
+    Example:
+        >>> build("fcn64s")
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown architecture='fcn64s'; choose one of ['fcn16s', 'fcn32s', 'fcn8s', 'fcn8s_atonce']
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture={architecture!r}; choose one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture](**kwargs)
