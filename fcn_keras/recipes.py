@@ -28,7 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-ARCHITECTURES = ("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce")
+FCN_ARCHITECTURES = ("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce")
 DATASETS = ("synthetic", "voc", "sbd", "prepared", "folder")
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 SCHEDULES = ("fixed", "poly", "step")
@@ -48,6 +48,10 @@ class ModelSection:
     # > 0: overrides the BatchNorm momentum of a BN backbone (short runs from scratch; Keras' 0.99/0.999
     # leave moving statistics unusable for hundreds of steps). 0 keeps the backbone's.
     batchnorm_momentum: float = 0.0
+    # The family's architectures (segnet, deeplab_largefov, ...): the width multiplier and the builder's own
+    # arguments (e.g. unet's padding); checked by the builder when the model is built.
+    alpha: float = 1.0
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,7 @@ _SECTION_CLASSES = {
     "optimizer": OptimizerSection, "schedule": ScheduleSection, "training": TrainingSection,
 }
 _CHOICES = {
-    ("model", "architecture"): ARCHITECTURES,
+    ("model", "architecture"): lambda: _architectures(),
     ("data", "dataset"): DATASETS,
     ("loss", "reduction"): ("sum", "mean"),
     ("optimizer", "name"): OPTIMIZERS,
@@ -271,6 +275,7 @@ def _parse_section(section: str, table: dict, source: str):
             if lengths and len(value) not in lengths:
                 raise RecipeError(f"{where} must have {' or '.join(map(str, lengths))} entries, got {value!r}")
         choices = _CHOICES.get((section, key))
+        choices = choices() if callable(choices) else choices
         if choices and value not in choices:
             raise RecipeError(f"{where} must be one of {list(choices)}, got {value!r}")
         if (section, key) in _POSITIVE and value < 1:
@@ -279,8 +284,20 @@ def _parse_section(section: str, table: dict, source: str):
     return cls(**kwargs)
 
 
+def _architectures() -> tuple[str, ...]:
+    from fcn_keras.models.architectures import ARCHITECTURES  # the registry: builds need Keras anyway
+
+    return tuple(ARCHITECTURES)
+
+
 def _check_recipe(recipe: Recipe) -> None:
     src = recipe.source
+    m = recipe.model
+    if m.architecture in FCN_ARCHITECTURES and (m.alpha != 1.0 or m.options):
+        raise RecipeError(f"{src}: [model] alpha and options are the family architectures' arguments; an FCN's "
+                          f"width is its backbone's (backbone = {m.backbone!r})")
+    if m.alpha <= 0:
+        raise RecipeError(f"{src}: [model] alpha must be > 0, got {m.alpha}")
     weights = recipe.loss.class_weights
     if weights and len(weights) != recipe.model.num_classes:
         raise RecipeError(f"{src}: [loss] class_weights has {len(weights)} entries for "

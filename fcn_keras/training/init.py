@@ -7,8 +7,9 @@ from typing import Iterator, Sequence
 
 import keras
 
-from fcn_keras.models import FCN, build_fcn
-from fcn_keras.recipes import Recipe
+from fcn_keras.models import SegmentationModel, build_fcn
+from fcn_keras.models.architectures import build
+from fcn_keras.recipes import FCN_ARCHITECTURES, Recipe, RecipeError
 
 
 def iter_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
@@ -37,7 +38,7 @@ def iter_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
 
 
 def build_model(recipe: Recipe, init: str | os.PathLike | None = None,
-                class_names: Sequence[str] | None = None, palette=None) -> FCN:
+                class_names: Sequence[str] | None = None, palette=None) -> SegmentationModel:
     """The recipe's model, initialised from ``init`` (default: the recipe's ``[init] source``).
 
     ``init`` is ``"imagenet"`` (or a local copy of keras.applications' ImageNet
@@ -64,13 +65,29 @@ def build_model(recipe: Recipe, init: str | os.PathLike | None = None,
         )
     # ImageNet weights: downloaded, or a local copy of keras.applications' file (.h5 with top, for VGG16).
     imagenet = source == "imagenet" or (source.endswith(".h5") and not source.endswith(".keras"))
-    model = build_fcn(m.architecture, num_classes=m.num_classes, trainable_upsampling=m.trainable_upsampling,
-                      weights=source if imagenet else None, backbone=m.backbone, class_names=class_names,
-                      palette=palette)
+    weights = source if imagenet else None
+    if m.architecture in FCN_ARCHITECTURES:
+        model = build_fcn(m.architecture, num_classes=m.num_classes, trainable_upsampling=m.trainable_upsampling,
+                          weights=weights, backbone=m.backbone, class_names=class_names, palette=palette)
+    else:
+        model = _build_family_member(recipe, weights, class_names, palette)
     if not imagenet and source != "none":
         init_from_model(model, source)
     return model
 
+
+
+def _build_family_member(recipe: Recipe, weights, class_names, palette) -> SegmentationModel:
+    m, where = recipe.model, f"{recipe.source}: [model]"
+    if m.trainable_upsampling:
+        raise RecipeError(f"{where} trainable_upsampling is an FCN argument; {m.architecture} has no such option")
+    try:
+        return build(m.architecture, num_classes=m.num_classes, weights=weights, alpha=m.alpha,
+                     class_names=class_names, palette=palette, **m.options)
+    except TypeError as exc:  # an option the builder does not take
+        raise RecipeError(f"{where} options = {m.options!r} do not fit {m.architecture}: {exc}") from None
+    except ValueError as exc:
+        raise RecipeError(f"{where} {exc}") from None
 
 
 def init_from_model(model: keras.Model, source: keras.Model | str | os.PathLike) -> list[str]:
