@@ -161,6 +161,19 @@ _BETWEEN = (layers.Dropout, layers.Flatten, layers.Reshape)
 _AFTER = (layers.Activation, layers.Softmax)
 
 
+def void_label(num_classes: int, ignore_label: int | None = None) -> int:
+    """``ignore_label``, or by default 255 (the package's void label) unless that is a class index (ImageNet's
+    1000 classes), then ``num_classes``: maps have no void pixels, but a segmentation model names one.
+
+    Example:
+        >>> void_label(21), void_label(1000), void_label(1000, -1)
+        (255, 1000, -1)
+    """
+    if ignore_label is not None:
+        return ignore_label
+    return IGNORE_LABEL if num_classes <= IGNORE_LABEL else int(num_classes)
+
+
 def find_gap_head(classifier: keras.Model) -> GapHead:
     """The ``GlobalAveragePooling2D -> Dense`` head of ``classifier`` whose Dense gives the classifier's output.
 
@@ -242,7 +255,7 @@ def class_activation_model(
     include_preprocessing: bool = False,
     input_shape: tuple | None = None,
     palette=None,
-    ignore_label: int = IGNORE_LABEL,
+    ignore_label: int | None = None,
     card: dict | None = None,
     name: str | None = None,
 ) -> SegmentationModel:
@@ -262,7 +275,8 @@ def class_activation_model(
         input_shape: rebuild the features on this input shape, e.g.
             ``(None, None, 3)`` for any image size (the layers are shared);
             default: the classifier's own input.
-        palette, ignore_label, card, name: the model's identity.
+        palette, ignore_label (default :func:`void_label`), card, name: the
+            model's identity.
 
     Returns:
         A model with architecture ``"cam"`` and backbone ``classifier.name``
@@ -293,7 +307,7 @@ def class_activation_model(
     scores = ResizeToReference(dtype="float32", name="score")([maps, image])
     return SegmentationModel(
         image, scores, architecture="cam", backbone=classifier.name, class_names=class_names, palette=palette,
-        ignore_label=ignore_label, preprocessing=preprocessing, include_preprocessing=include_preprocessing,
+        ignore_label=void_label(head.dense.units, ignore_label), preprocessing=preprocessing, include_preprocessing=include_preprocessing,
         card=card, name=name or f"{classifier.name}_cam",
     )
 
@@ -345,6 +359,12 @@ class CAMVGG16(FamilyModel):
 
     ARCHITECTURE, BACKBONE, DEFAULT_NUM_CLASSES, PREPROCESSING = "cam", "vgg16", 1000, "caffe"
     OPTIONS = {"alpha": 1.0}
+
+    def __init__(self, num_classes: int | None = None, *, class_names: Sequence[str] | None = None,
+                 ignore_label: int | None = None, **kwargs):
+        classes = num_classes or (len(class_names) if class_names is not None else self.DEFAULT_NUM_CLASSES)
+        super().__init__(num_classes, class_names=class_names, ignore_label=void_label(classes, ignore_label),
+                         **kwargs)
 
     @classmethod
     def graph(cls, x, image, num_classes: int, alpha: float):
@@ -401,7 +421,7 @@ def cam_vgg16(
     *,
     class_names: Sequence[str] | None = None,
     palette=None,
-    ignore_label: int = IGNORE_LABEL,
+    ignore_label: int | None = None,
     preprocessing: str | None = None,
     card: dict | None = None,
 ) -> CAMVGG16:
@@ -425,8 +445,9 @@ def cam_vgg16(
             VGG16 ``.h5`` (with or without top): conv1_1 ... conv5_3 only
             (``alpha=1``); CAM_conv and CAM_fc are always initialised anew.
         alpha: width multiplier of every hidden layer (1: the paper's).
-        name, class_names, palette, ignore_label, preprocessing (default
-            ``"caffe"``: keras.applications VGG16's), card: the identity.
+        name, class_names, palette, ignore_label (default :func:`void_label`),
+            preprocessing (default ``"caffe"``: keras.applications VGG16's),
+            card: the identity.
 
     Example:
         >>> model = cam_vgg16(num_classes=5, alpha=1 / 16)
