@@ -201,7 +201,8 @@ def rarefy(network, layer: str | None = None, input_shape: tuple | None = None, 
     index = [l.name for l in chain].index(name_)
     if input_shape is None:
         input_shape = (None, None, _input_channels(chain[0]))
-    inputs = keras.Input(tuple(input_shape), name="image")
+    # New layers compute as the layers they replace (a float64 network stays float64).
+    inputs = keras.Input(tuple(input_shape), dtype=chain[0].compute_dtype, name="image")
     x = inputs
     for position, current in enumerate(chain):
         if position < index:
@@ -209,14 +210,14 @@ def rarefy(network, layer: str | None = None, input_shape: tuple | None = None, 
         elif position == index:
             if isinstance(current, _POOLING):
                 pooling = type(current)(current.pool_size, strides=1, padding=current.padding,
-                                        name=f"{current.name}_rarefied")
+                                        dtype=current.dtype_policy, name=f"{current.name}_rarefied")
                 x = pooling(x)
             elif isinstance(current, layers.Conv2D):
-                x = RarefiedConv2D(current, 1, name=f"{current.name}_rarefied")(x)
+                x = RarefiedConv2D(current, 1, dtype=current.dtype_policy, name=f"{current.name}_rarefied")(x)
             else:
                 raise ValueError(f"layer {current.name!r} ({type(current).__name__}) cannot be rarefied")
         elif isinstance(current, layers.Conv2D) and not isinstance(current, layers.Conv2DTranspose):
-            x = RarefiedConv2D(current, rate, name=f"{current.name}_rarefied")(x)
+            x = RarefiedConv2D(current, rate, dtype=current.dtype_policy, name=f"{current.name}_rarefied")(x)
         elif isinstance(current, _POOLING) and tuple(current.pool_size) == (1, 1):
             x = current(x)
         elif isinstance(current, _POINTWISE):
