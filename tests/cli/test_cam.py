@@ -15,6 +15,11 @@ def files(tmp_path_factory):
     """A CAM model file, its classifier's file, a class-names file, and a PNG and a JPEG of two sizes."""
     work = tmp_path_factory.mktemp("cam")
     model = randomize(cam_vgg16(class_names=["cat", "dog"], alpha=1 / 16, include_preprocessing=True), seed=5)
+    # A positive "dog" column over CAM_conv's non-negative (ReLU) maps: its map has a maximum above 0, a box.
+    dense = model.get_layer("CAM_fc").dense
+    kernel = np.asarray(dense.kernel)
+    kernel[:, 1] = np.abs(kernel[:, 1]) * np.random.default_rng(7).uniform(0.2, 1.0, kernel.shape[0])
+    dense.kernel.assign(kernel)
     model.save(work / "cam.keras")
     cam_classifier(model).save(work / "classifier.keras")
     (work / "names.txt").write_text("tabby\nbeagle\n")
