@@ -31,7 +31,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         region above --threshold of the map's maximum (the paper's weak localization, printed too).
         MODEL is a .keras file of a CAM model (cam_vgg16, class_activation_model) or of a classifier that ends
         in GlobalAveragePooling2D -> Dense (e.g. keras.applications.ResNet50); a classifier does not record its
-        input preprocessing or class names: give --preprocessing, and --class-names for names.
+        input preprocessing (unless its first layer is fcn_keras' Preprocessing) or class names: give
+        --preprocessing, and --class-names for names.
         INPUTS are image files, directories (their images, not recursive) or glob patterns.
         """, """
         fcn-keras cam cam_vgg16.keras photos/ --class dog --out cams
@@ -95,15 +96,11 @@ def load_cam_model(spec: str, preprocessing: str | None = None, class_names_file
             raise CommandError(f"{spec} is a CAM model: its preprocessing and class names are its own "
                                f"(--preprocessing and --class-names are for classifier files)")
         return model
-    if preprocessing is None:
-        from fcn_keras.preprocessing import MODES
-
-        raise CommandError(f"{spec} is a classifier, which does not record its input preprocessing: give "
-                           f"--preprocessing (one of {', '.join(MODES)})")
     try:
         return class_activation_model(model, names, preprocessing=preprocessing)
     except ValueError as exc:
-        raise CommandError(f"{spec}: {exc}") from None
+        hint = " (--preprocessing)" if "preprocessing=" in str(exc) else ""
+        raise CommandError(f"{spec}: {exc}{hint}") from None
 
 
 def class_index(name: str, class_names) -> int:

@@ -50,6 +50,7 @@ from fcn_keras.models.family_model import FamilyModel, check_alpha, width
 from fcn_keras.models.layers import Preprocessing
 from fcn_keras.models.segmentation_model import SegmentationModel
 from fcn_keras.palette import IGNORE_LABEL
+from fcn_keras.preprocessing import MODES
 
 _PACKAGE = "fcn_keras"
 
@@ -251,7 +252,7 @@ def class_activation_model(
     classifier: keras.Model,
     class_names: Sequence[str] | None = None,
     *,
-    preprocessing: str,
+    preprocessing: str | None = None,
     include_preprocessing: bool = False,
     input_shape: tuple | None = None,
     palette=None,
@@ -268,8 +269,12 @@ def class_activation_model(
             ImageNet's names are not shipped).
         preprocessing: the input mode the classifier was trained on (a key of
             :data:`fcn_keras.preprocessing.MODES`: ``"caffe"`` for
-            keras.applications ResNet50/VGG16, ``"tf"`` for MobileNetV2); a
-            classifier does not record it, so it is required.
+            keras.applications ResNet50/VGG16, ``"tf"`` for MobileNetV2). A
+            plain classifier does not record it, so it is required, unless the
+            classifier's first layer is a ``Preprocessing`` layer (as in
+            :func:`cam_classifier` of a model built with
+            ``include_preprocessing=True``): its mode is used, and the CAM
+            model takes RGB 0-255 like the classifier.
         include_preprocessing: put a ``Preprocessing`` layer in front (the
             model then takes RGB 0-255).
         input_shape: rebuild the features on this input shape, e.g.
@@ -296,10 +301,19 @@ def class_activation_model(
         raise ValueError(f"model {classifier.name!r} has {len(classifier.inputs)} inputs; CAM needs one image input")
     features = head.features
     image = classifier.inputs[0]
-    if include_preprocessing or input_shape is not None:
+    own = [layer for layer in classifier.layers if isinstance(layer, Preprocessing) and layer.input is image]
+    if own:
+        if preprocessing is not None and preprocessing != own[0].mode:
+            raise ValueError(f"model {classifier.name!r} preprocesses its input itself ({own[0].mode!r}); "
+                             f"got preprocessing={preprocessing!r}")
+        preprocessing = own[0].mode
+    elif preprocessing is None:
+        raise ValueError(f"model {classifier.name!r} does not record its input preprocessing: give "
+                         f"preprocessing= (one of {', '.join(sorted(MODES))})")
+    if include_preprocessing and not own or input_shape is not None:
         shape = tuple(input_shape) if input_shape is not None else tuple(classifier.input_shape[1:])
         image = keras.Input(shape, name="image")
-        x = Preprocessing(preprocessing, name="preprocessing")(image) if include_preprocessing else image
+        x = Preprocessing(preprocessing, name="preprocessing")(image) if include_preprocessing and not own else image
         trunk = keras.Model(classifier.inputs[0], features)
         # The same layer objects called on the new input: the graph stays flat (get_layer reaches every layer).
         features = keras.models.clone_model(trunk, input_tensors=x, clone_function=lambda layer: layer).output
@@ -307,8 +321,8 @@ def class_activation_model(
     scores = ResizeToReference(dtype="float32", name="score")([maps, image])
     return SegmentationModel(
         image, scores, architecture="cam", backbone=classifier.name, class_names=class_names, palette=palette,
-        ignore_label=void_label(head.dense.units, ignore_label), preprocessing=preprocessing, include_preprocessing=include_preprocessing,
-        card=card, name=name or f"{classifier.name}_cam",
+        ignore_label=void_label(head.dense.units, ignore_label), preprocessing=preprocessing,
+        include_preprocessing=include_preprocessing or bool(own), card=card, name=name or f"{classifier.name}_cam",
     )
 
 

@@ -21,7 +21,10 @@ def files(tmp_path_factory):
     kernel[:, 1] = np.abs(kernel[:, 1]) * np.random.default_rng(7).uniform(0.2, 1.0, kernel.shape[0])
     dense.kernel.assign(kernel)
     model.save(work / "cam.keras")
-    cam_classifier(model).save(work / "classifier.keras")
+    cam_classifier(model).save(work / "preprocessing_classifier.keras")  # takes RGB 0-255, as the model
+    bare = cam_vgg16(class_names=["cat", "dog"], alpha=1 / 16)  # takes "caffe" input
+    bare.set_weights(model.get_weights())
+    cam_classifier(bare).save(work / "classifier.keras")
     (work / "names.txt").write_text("tabby\nbeagle\n")
     png, jpeg = random_images([(40, 56), (33, 45)], seed=6)
     Image.fromarray(png).save(work / "a.png")
@@ -44,7 +47,7 @@ def test_writes_one_overlay_per_image(files, tmp_path, fcn_keras_cmd):
 
 
 def test_a_classifier_file_with_its_preprocessing_and_names(files, tmp_path, fcn_keras_cmd):
-    # The classifier view takes preprocessed input ("caffe"); the CAM model above included it.
+    # This classifier takes preprocessed input ("caffe"), which the CAM model file applies itself.
     status, stdout, stderr = fcn_keras_cmd("cam", files / "classifier.keras", files / "a.png", "--class", "beagle",
                                            "--preprocessing", "caffe", "--class-names", files / "names.txt",
                                            "--out", tmp_path / "from_classifier")
@@ -69,7 +72,13 @@ def test_a_bad_class_name_is_one_error_listing_the_names(files, tmp_path, fcn_ke
 def test_a_classifier_needs_its_preprocessing(files, tmp_path, fcn_keras_cmd):
     status, _, stderr = fcn_keras_cmd("cam", files / "classifier.keras", files / "a.png", "--class", "0",
                                       "--out", tmp_path / "none")
-    assert status == 1 and "does not record its input preprocessing: give --preprocessing" in stderr
+    assert status == 1 and "does not record its input preprocessing: give preprocessing=" in stderr
+    assert "(--preprocessing)" in stderr
+    # One whose first layer is the package's Preprocessing says its mode itself.
+    status, stdout, stderr = fcn_keras_cmd("cam", files / "preprocessing_classifier.keras", files / "a.png",
+                                           "--class", "1", "--out", tmp_path / "own")
+    assert status == 0, stderr
+    assert (tmp_path / "own" / "a_cam.png").is_file()
 
 
 def test_help(fcn_keras_cmd):
