@@ -45,9 +45,11 @@ def test_stitched_output_equals_the_rarefied_network(valid_network):
     stitched = shift_and_stitch(valid_network, images, factor=2, step=2)
     expected = _numpy(dense(images))
     assert stitched.shape == expected.shape == (2, 13, 16, 3)
-    np.testing.assert_allclose(stitched, expected, rtol=1e-12, atol=1e-12)
+    # JAX without jax_enable_x64 computes float64 layers in float32.
+    tol = 1e-12 if stitched.dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(stitched, expected, rtol=tol, atol=tol)
     # The coarse output is every other one of them.
-    np.testing.assert_allclose(stitched[:, ::2, ::2], _numpy(valid_network(images)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(stitched[:, ::2, ::2], _numpy(valid_network(images)), rtol=tol, atol=tol)
 
 
 def test_the_unrarefied_filters_do_not_stitch(valid_network):
