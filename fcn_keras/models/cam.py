@@ -158,7 +158,7 @@ class GapHead:
 
 # Between the pooling and the Dense, and after the Dense, only what keeps the scores linear in the pooled
 # features (dropout is the identity at inference) or maps them monotonically to probabilities.
-_BETWEEN = (layers.Dropout, layers.Flatten, layers.Reshape)
+_BETWEEN = (layers.Dropout, layers.Flatten)
 _AFTER = (layers.Activation, layers.Softmax)
 
 

@@ -13,9 +13,10 @@ it (:func:`last_subsampling` gives both).
 Here a shift by ``(x, y)`` drops the first ``x * step`` columns and
 ``y * step`` rows, so shifted run ``(x, y)``'s output ``(i, j)`` is the dense
 output ``(i * f + y, j * f + x)``. With ``"valid"`` padding the two are the
-same function everywhere both are defined; with ``"same"`` padding they
-agree wherever no receptive field reaches a border (the shifted input's
-border lies inside the image).
+same function everywhere both are defined. With ``"same"`` padding a shifted
+copy's top/left edge lies inside the image: its outputs whose receptive
+field reaches that edge read zero padding where the dense network reads
+pixels, and differ; everything else agrees (docs/family/shift_and_stitch.md).
 
 Example:
     >>> import numpy as np
