@@ -1,8 +1,8 @@
-"""The ``fcn-keras`` command: train, evaluate, predict, export, the model zoo, datasets and the demo.
+"""The ``fcn-keras`` command: train, evaluate, predict, export, the model zoo, datasets, the demo and CAM.
 
 One module per subcommand (:mod:`~fcn_keras.cli.train`, :mod:`~fcn_keras.cli.evaluate`,
 :mod:`~fcn_keras.cli.predict`, :mod:`~fcn_keras.cli.export`, :mod:`~fcn_keras.cli.zoo`,
-:mod:`~fcn_keras.cli.data`, :mod:`~fcn_keras.cli.demo`), each only mapping its
+:mod:`~fcn_keras.cli.data`, :mod:`~fcn_keras.cli.demo`, :mod:`~fcn_keras.cli.cam`), each only mapping its
 arguments to library calls; :mod:`~fcn_keras.cli.models` resolves the MODEL
 argument and :mod:`~fcn_keras.cli.common` holds what they share.
 
@@ -25,12 +25,12 @@ import os
 import sys
 from typing import Sequence
 
-from fcn_keras.cli import data, demo, evaluate, export, predict, train, zoo
+from fcn_keras.cli import cam, data, demo, evaluate, export, predict, train, zoo
 from fcn_keras.cli.common import PROG, CommandError, Parser, formatter
 
 __all__ = ["CommandError", "build_parser", "main"]
 
-SUBCOMMANDS = (train, evaluate, predict, export, zoo, data, demo)
+SUBCOMMANDS = (train, evaluate, predict, export, zoo, data, demo, cam)
 
 
 def build_parser() -> argparse.ArgumentParser:
