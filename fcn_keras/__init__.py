@@ -18,11 +18,13 @@ import importlib
 
 # Registration: each of these modules registers its classes when imported.
 from fcn_keras import losses, metrics, optimizers  # noqa: F401
-from fcn_keras.models import FCN, SegmentationModel, build_fcn, fcn8s, fcn8s_atonce, fcn16s, fcn32s
+from fcn_keras.models import (
+    FCN, SegmentationModel, build_fcn, cam_vgg16, fcn8s, fcn8s_atonce, fcn16s, fcn32s,
+)
 from fcn_keras.preprocessing import preprocess, preprocess_input
 
 __version__ = "0.1.0"
-__all__ = ["FCN", "SegmentationModel", "fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce", "build_fcn",
+__all__ = ["FCN", "SegmentationModel", "fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce", "build_fcn", "cam_vgg16",
            "preprocess", "preprocess_input", "__version__"]
 
 

@@ -1,4 +1,4 @@
-"""Segmentation models: the model class, the FCN builders, their layers and backbones. Depends on Keras only.
+"""Segmentation models: the model class, the FCN family's builders, their layers and backbones. Depends on Keras only.
 
 Example:
     >>> model = fcn8s(num_classes=2, class_names=["background", "person"])
@@ -6,7 +6,10 @@ Example:
     (True, ('background', 'person'))
 """
 
+from fcn_keras.models.architectures import ARCHITECTURES, build
 from fcn_keras.models.backbones import BACKBONES, convolutionalize
+from fcn_keras.models.cam import cam_classifier, cam_vgg16, class_activation_model
+from fcn_keras.models.family_model import FamilyModel
 from fcn_keras.models.fcn import FCN, build_fcn, fcn8s, fcn8s_atonce, fcn16s, fcn32s
 from fcn_keras.models.heads import HEADS
 from fcn_keras.models.layers import (
@@ -18,9 +21,11 @@ from fcn_keras.models.layers import (
     bilinear_kernel,
 )
 from fcn_keras.models.segmentation_model import SegmentationModel, reference_graph, require_segmentation_model
+from fcn_keras.models.shift_and_stitch import rarefy, shift_and_stitch
 
 __all__ = [
-    "BACKBONES", "FCN", "HEADS", "BilinearUpsamplingInitializer", "CropToReference", "PadToMultiple",
-    "Preprocessing", "Scale", "SegmentationModel", "bilinear_kernel", "build_fcn", "convolutionalize",
-    "fcn8s", "fcn8s_atonce", "fcn16s", "fcn32s", "reference_graph", "require_segmentation_model",
+    "ARCHITECTURES", "BACKBONES", "FCN", "HEADS", "BilinearUpsamplingInitializer", "CropToReference", "FamilyModel",
+    "PadToMultiple", "Preprocessing", "Scale", "SegmentationModel", "bilinear_kernel", "build", "build_fcn",
+    "cam_classifier", "cam_vgg16", "class_activation_model", "convolutionalize", "fcn8s", "fcn8s_atonce", "fcn16s",
+    "fcn32s", "rarefy", "reference_graph", "require_segmentation_model", "shift_and_stitch",
 ]
