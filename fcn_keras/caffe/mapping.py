@@ -137,10 +137,13 @@ def batch_norm_values(caffe: CaffeLayer, scale: CaffeLayer | None, epsilon: floa
                 "moving_variance": np.full_like(shift, 1.0 - epsilon)}
     mean, variance, factor = blobs
     factor = 0.0 if factor[0] == 0 else 1.0 / factor[0]
-    variance = variance * factor + caffe.params.get("eps", BATCH_NORM_EPS) - epsilon
-    if (variance < 0).any():
+    eps = caffe.params.get("eps", BATCH_NORM_EPS)
+    variance = variance * factor + eps - epsilon
+    # The file's eps is a float32: equal epsilons may differ by its rounding.
+    if (variance < -1e-6 * max(eps, epsilon)).any():
         raise CaffeModelError(f"layer {caffe.name!r}: its variance plus Caffe's eps is below the Keras layer's "
                               f"epsilon {epsilon}; build the BatchNormalization with a smaller epsilon")
+    variance = np.maximum(variance, 0.0)
     gamma = np.ones_like(mean) if scale is None else np.asarray(scale.blobs[0], np.float64).reshape(-1)
     beta = np.zeros_like(mean) if scale is None or len(scale.blobs) < 2 \
         else np.asarray(scale.blobs[1], np.float64).reshape(-1)
