@@ -207,3 +207,49 @@ def test_deeplab_largefov_takes_its_released_caffemodel_layout(tmp_path):
         kernel, bias = model.get_layer("fc8" if layer.name == "fc8_voc12" else layer.name).get_weights()
         np.testing.assert_array_equal(kernel, np.einsum("oihw->hwio", layer.blobs[0]), err_msg=layer.name)
         np.testing.assert_array_equal(bias, layer.blobs[1], err_msg=layer.name)
+
+
+def _segnet_caffe_layers(num_classes: int, alpha: float, rng) -> list[CaffeLayer]:
+    """segnet_train.prototxt's parameter layers at width ``alpha``: each convolution, then its BN (folded scale and
+    shift, as compute_bn_statistics.py leaves them), except the last decoder convolution conv1_1_D (the scores)."""
+    from fcn_keras.models.family_model import width
+
+    encoder = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
+    names, channels = [], []
+    for block, (filters, convs) in enumerate(encoder, 1):
+        names += [f"conv{block}_{i}" for i in range(1, convs + 1)]
+        channels += [width(filters, alpha)] * convs
+    decoder_names, decoder_channels = [], []
+    for block, (filters, convs) in reversed(list(enumerate(encoder, 1))):
+        for i in range(convs, 0, -1):
+            decoder_names.append(f"conv{block}_{i}_D")
+            last = i == 1 and block > 1
+            decoder_channels.append(width(encoder[block - 2][0], alpha) if last else width(filters, alpha))
+    decoder_channels[-1] = num_classes
+    layers, previous = [], 3
+    for name, out in zip(names + decoder_names, channels + decoder_channels):
+        layers.append(CaffeLayer(name, "Convolution", blobs=[rng.standard_normal((out, previous, 3, 3)).astype("f4"),
+                                                             rng.standard_normal(out).astype("f4")]))
+        if name != "conv1_1_D":
+            layers.append(CaffeLayer(f"{name}_bn", "BN", blobs=[rng.uniform(0.5, 2, (1, out, 1, 1)).astype("f4"),
+                                                                rng.standard_normal((1, out, 1, 1)).astype("f4")]))
+        previous = out
+    return layers
+
+
+def test_segnet_takes_its_released_caffemodel_layout(tmp_path):
+    segnet = pytest.importorskip("fcn_keras.models.segnet", reason="the SegNet builder is not in this version")
+    model = segnet.segnet(num_classes=12, alpha=1 / 16)
+    written = _segnet_caffe_layers(12, 1 / 16, np.random.default_rng(4))
+    path = tmp_path / "segnet.caffemodel"
+    write_caffemodel(path, [*written, CaffeLayer("upsample5", "Upsample", params={"scale": 2})])
+    load_caffe_weights(model, path)
+    for layer in written:
+        got = model.get_layer(layer.name).get_weights()
+        if layer.type == "BN":
+            gamma, beta, mean, variance = got
+            np.testing.assert_array_equal(gamma, layer.blobs[0].ravel(), err_msg=layer.name)
+            np.testing.assert_array_equal(beta, layer.blobs[1].ravel(), err_msg=layer.name)
+            assert not mean.any() and np.allclose(variance + model.get_layer(layer.name).epsilon, 1.0)
+        else:
+            np.testing.assert_array_equal(got[0], np.einsum("oihw->hwio", layer.blobs[0]), err_msg=layer.name)
