@@ -74,6 +74,9 @@ _TABLE_SCHEMAS = {
 _WEIGHT_FORMATS = ("caffemodel", "none")
 # weights.format -> the [weights] keys it needs; "none" (no published weights) takes none of the file's keys.
 _WEIGHTS_KEYS = {"caffemodel": ("file", "checksum", "checksum_source"), "none": ("note",)}
+# Builder arguments the card's own keys give (fcn_keras.zoo.loading.build); [options] may not repeat them.
+_CARD_ARGUMENTS = {"name", "num_classes", "class_names", "palette", "ignore_label", "preprocessing",
+                   "include_preprocessing", "card", "backbone", "weights"}
 _METRIC_SCHEMA = {"dataset": (str, True), "split": (str, True), "source": (str, True), "applies_to": (str, True),
                   "note": (str, False),
                   **{key: ((int, float), False) for key in _METRIC_KEYS}}
@@ -160,6 +163,10 @@ def validate_card(card: dict, where: str = "<card>") -> dict:
                             f"card (fcn_keras.models.architectures.ARCHITECTURES), got {card['architecture']!r}")
     elif "not_loadable_reason" not in card:
         raise CardError(f"{where}: key 'not_loadable_reason' is required when loadable = false")
+    clashes = sorted(set(card.get("options", {})) & _CARD_ARGUMENTS)
+    if clashes:
+        raise CardError(f"{where}: keys {['options.' + k for k in clashes]}: the card's own keys give these "
+                        "builder arguments")
     _check_preprocessing(card, where)
     _check_weights(card, where)
     if Path(where).suffix == ".toml" and Path(where).stem != card["name"]:

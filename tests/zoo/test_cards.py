@@ -187,6 +187,7 @@ def test_only_a_loadable_card_must_name_a_registered_architecture():
     (lambda c: c["weights"].update(file="x.caffemodel"), r"keys \['weights.file'\] describe a file, but weights.format is 'none'"),
     (lambda c: c["weights"].pop("note"), "missing required key 'weights.note'"),
     (lambda c: c["weights"].update(format="onnx"), r"key 'weights.format' must be one of \['caffemodel', 'none'\]"),
+    (lambda c: c.update(options={"name": "x", "alpha": 0.5}), r"keys \['options.name'\]: the card's own keys"),
 ])
 def test_weights_none_schema(edit, message):
     card = _family_card("unet")
@@ -200,10 +201,12 @@ def test_a_card_without_weights_builds_its_architecture_and_refuses_weights(tmp_
     text = zoo_path("cards", "unet.toml").read_text()
     # The same card for an architecture every version has, small: loadable, no weights.
     text = (text.replace('architecture = "unet"', 'architecture = "fcn32s"')
-            .replace('backbone = "none"', 'backbone = "tiny_vgg"').replace("loadable = false", "loadable = true"))
+            .replace('backbone = "none"', 'backbone = "tiny_vgg"').replace("loadable = false", "loadable = true")
+            .replace("[preprocessing]", "[options]\ntrainable_upsampling = true\n\n[preprocessing]"))
     (tmp_zoo.cards / "unet.toml").write_text(text)
     model = zoo.load("unet", weights=False)
     assert (model.architecture, model.backbone, model.class_names) == ("fcn32s", "tiny_vgg", ("background", "foreground"))
+    assert model.get_layer("upscore").trainable  # the card's [options] reach the builder
     assert model.card["weights"] == "none" and model.card["source"] is None
     with pytest.raises(ValueError, match="zoo model 'unet' has no published weights .*weights=False"):
         zoo.load("unet")
