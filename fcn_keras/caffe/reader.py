@@ -29,6 +29,7 @@ from fcn_keras.caffe.proto import (
     BYTES,
     FIXED32,
     FIXED64,
+    LAYER_PARAMS,
     NEW_FORM,
     UNPACKED_FLOAT_TAG,
     V0_LAYER_FIELD,
@@ -209,9 +210,35 @@ def _blob_array(blob: _Blob, layer: str, index: int, keep: bool, path: str) -> t
     return shape, data.reshape(shape)
 
 
+_PARAM_FIELDS = {number for number, _ in LAYER_PARAMS.values()}
+
+
+def _decode_params(message: bytes, type_: str, path: str, layer: str) -> dict:
+    """The fields of ``LAYER_PARAMS[type_]`` set in one parameter message (unknown fields skipped)."""
+    _, fields = LAYER_PARAMS[type_]
+    src = _Source(io.BytesIO(message), path, len(message))
+    params = {}
+    for number, wire, value in _fields(src, len(message)):
+        if wire == BYTES:
+            src.skip(value)
+        if number not in fields:
+            continue
+        key, kind = fields[number]
+        if kind is float and wire == FIXED32:
+            params[key] = float(np.frombuffer(value, "<f4")[0])
+        elif kind is not float and wire == VARINT:
+            params[key] = bool(value) if kind is bool else kind.get(value, value) if isinstance(kind, dict) \
+                else _signed64(value)
+        else:
+            raise CaffeModelError(f"{path}: layer {layer!r}: field {number} ({key}) of its {type_} parameters has "
+                                  f"wire type {wire}, which caffe.proto does not give it")
+    return params
+
+
 def _read_layer(src: _Source, end: int, form: LayerForm, wanted) -> CaffeLayer:
     name = type_ = None
     bottoms, tops, shapes, arrays = [], [], [], []
+    param_messages: dict[int, bytes] = {}
     for number, wire, value in _fields(src, end):
         if number == form.name and wire == BYTES:
             name = src.read(value).decode("utf-8", "replace")
@@ -231,6 +258,8 @@ def _read_layer(src: _Source, end: int, form: LayerForm, wanted) -> CaffeLayer:
             shape, array = _blob_array(blob, name or "?", len(shapes), keep, src.path)
             shapes.append(shape)
             arrays.append(array)
+        elif form is NEW_FORM and number in _PARAM_FIELDS and wire == BYTES:
+            param_messages[number] = src.read(value)  # decoded once the type is known
         elif form is V1_FORM and number == V0_LAYER_FIELD and wire == BYTES:
             raise CaffeModelError(
                 f"{src.path}: layer {name or '?'} uses Caffe's V0 layer format, which is not supported; "
@@ -241,8 +270,11 @@ def _read_layer(src: _Source, end: int, form: LayerForm, wanted) -> CaffeLayer:
     if name is None:
         raise src.fail("a layer without a name")
     keep = wanted is None or name in wanted
+    params = {}
+    if type_ in LAYER_PARAMS and LAYER_PARAMS[type_][0] in param_messages:
+        params = _decode_params(param_messages[LAYER_PARAMS[type_][0]], type_, src.path, name)
     return CaffeLayer(name, type_ or "", tuple(bottoms), tuple(tops),
-                      blobs=list(arrays) if keep else [], blob_shapes=shapes)
+                      blobs=list(arrays) if keep else [], blob_shapes=shapes, params=params)
 
 
 def iter_caffemodel(path: str | os.PathLike, layers: Iterable[str] | None = None) -> Iterator[CaffeLayer]:

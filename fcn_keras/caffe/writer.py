@@ -21,7 +21,17 @@ from typing import Sequence
 
 import numpy as np
 
-from fcn_keras.caffe.proto import BYTES, NEW_FORM, UNPACKED_FLOAT_TAG, V1_FORM, V1_TYPE_IDS, VARINT, CaffeLayer
+from fcn_keras.caffe.proto import (
+    BYTES,
+    FIXED32,
+    LAYER_PARAMS,
+    NEW_FORM,
+    UNPACKED_FLOAT_TAG,
+    V1_FORM,
+    V1_TYPE_IDS,
+    VARINT,
+    CaffeLayer,
+)
 from fcn_keras.files import atomic_path
 
 __all__ = ["write_caffemodel"]
@@ -48,6 +58,28 @@ def _key(number: int, wire: int) -> bytes:
 
 def _bytes_field(number: int, payload: bytes) -> bytes:
     return _key(number, BYTES) + _varint_bytes(len(payload)) + payload
+
+
+def _params_field(layer: CaffeLayer) -> bytes:
+    """``layer.params`` as its type's parameter message (:data:`~fcn_keras.caffe.proto.LAYER_PARAMS`)."""
+    if not layer.params:
+        return b""
+    if layer.type not in LAYER_PARAMS:
+        raise ValueError(f"layer {layer.name!r}: parameters of a {layer.type or 'typeless'} layer cannot be written; "
+                         f"known: {sorted(LAYER_PARAMS)}")
+    number, fields = LAYER_PARAMS[layer.type]
+    by_name = {key: (field, kind) for field, (key, kind) in fields.items()}
+    message = b""
+    for key, value in layer.params.items():
+        if key not in by_name:
+            raise ValueError(f"layer {layer.name!r}: {layer.type} has no parameter {key!r}; known: {sorted(by_name)}")
+        field, kind = by_name[key]
+        if kind is float:
+            message += _key(field, FIXED32) + np.float32(value).astype("<f4").tobytes()
+        else:
+            code = {name: code for code, name in kind.items()}[value] if isinstance(kind, dict) else int(value)
+            message += _key(field, VARINT) + _varint_bytes(code)
+    return _bytes_field(number, message)
 
 
 def _blob_parts(array: np.ndarray, legacy_dims: bool, packed: bool) -> tuple[bytes, np.ndarray]:
@@ -84,7 +116,7 @@ def write_caffemodel(
         layers: the layers, in order.
         form: ``"layer"`` (``NetParameter.layer``, Caffe since 2015) or ``"v1"``
             (the deprecated ``layers`` with enum types; types without a V1 enum,
-            such as ``Scale``, are left out).
+            such as ``Scale``, are left out, and so are layer ``params``).
         legacy_dims: describe blobs by num/channels/height/width instead of ``shape``.
         packed: write float data packed (as Caffe does) or one value per field.
         name: the net's name.
@@ -113,10 +145,13 @@ def write_caffemodel(
                 header += _bytes_field(spec.bottom, bottom.encode())
             for top in layer.tops:
                 header += _bytes_field(spec.top, top.encode())
+            # After the blobs (field 7), as Caffe writes fields in number order; V1 layers have no such fields.
+            params = _params_field(layer) if form == "layer" else b""
             blobs = [_blob_parts(b, legacy_dims, packed) for b in layer.blobs]
             blob_sizes = [len(h) + d.nbytes for h, d in blobs]
             body = len(header) + sum(len(_key(spec.blobs, BYTES)) + len(_varint_bytes(s)) + s for s in blob_sizes)
-            f.write(_key(spec.field, BYTES) + _varint_bytes(body) + header)
+            f.write(_key(spec.field, BYTES) + _varint_bytes(body + len(params)) + header)
             for (blob_header, data), size in zip(blobs, blob_sizes):
                 f.write(_key(spec.blobs, BYTES) + _varint_bytes(size) + blob_header)
                 f.write(data.view(np.uint8))
+            f.write(params)

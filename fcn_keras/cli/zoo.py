@@ -3,7 +3,7 @@
 Example:
     >>> from fcn_keras.cli import main
     >>> main(["zoo", "list", "--names"])  # doctest: +ELLIPSIS
-    fcn16s_voc
+    cam_vgg16
     ...
     0
 """

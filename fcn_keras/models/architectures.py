@@ -3,7 +3,7 @@
 Example:
     >>> model = build("fcn32s", num_classes=3, backbone="tiny_vgg")
     >>> model.architecture, sorted(ARCHITECTURES)[:3]
-    ('fcn32s', ['fcn16s', 'fcn32s', 'fcn8s'])
+    ('fcn32s', ['fcn16s', 'fcn16s_two_heads', 'fcn32s'])
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from typing import Callable
 
 from fcn_keras.models.fcn import fcn8s, fcn8s_atonce, fcn16s, fcn32s
 from fcn_keras.models.segmentation_model import SegmentationModel
+from fcn_keras.models.siftflow import fcn16s_two_heads
 
 ARCHITECTURES: dict[str, Callable[..., SegmentationModel]] = {
     "fcn32s": fcn32s, "fcn16s": fcn16s, "fcn8s": fcn8s, "fcn8s_atonce": fcn8s_atonce,
+    "fcn16s_two_heads": fcn16s_two_heads,
 }
 """Architecture name -> its keras.applications-style builder."""
 
@@ -26,7 +28,7 @@ def build(architecture: str, **kwargs) -> SegmentationModel:
         >>> build("fcn64s")
         Traceback (most recent call last):
         ...
-        ValueError: Unknown architecture='fcn64s'; choose one of ['fcn16s', 'fcn32s', 'fcn8s', 'fcn8s_atonce']
+        ValueError: Unknown architecture='fcn64s'; choose one of ['fcn16s', 'fcn16s_two_heads', 'fcn32s', 'fcn8s', 'fcn8s_atonce']
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture={architecture!r}; choose one of {sorted(ARCHITECTURES)}")

@@ -27,7 +27,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["CardError", "BGR_MEANS", "mean_matches", "validate_card", "list_models", "info", "catalog",
-           "published_metrics", "loadable_card", "provenance"]
+           "published_metrics", "loadable_card", "provenance", "has_weights"]
 
 
 class CardError(ValueError):
@@ -58,18 +58,25 @@ _CARD_SCHEMA = {
     "architecture": (str, True), "backbone": (str, True), "num_classes": (int, True),
     "classes": ((str, list), True), "palette": ((str, list), True), "ignore_label": (int, False),
     "loadable": (bool, True), "not_loadable_reason": (str, False), "heads": (list, False),
+    "options": (dict, False),
     "preprocessing": (dict, True), "weights": (dict, True), "source": (dict, True),
     "license": (dict, True), "metrics": (list, True), "metrics_note": (str, False),
-    "evaluation": (dict, True),
+    "evaluation": (dict, False),
 }
 _TABLE_SCHEMAS = {
-    "preprocessing": {"input": (str, True), "mode": (str, True), "bgr_mean": (list, True), "note": (str, False)},
-    "weights": {"file": (str, True), "urls": (list, True), "format": (str, True), "checksum": (str, True),
-                "checksum_source": (str, True)},
+    "preprocessing": {"input": (str, True), "mode": (str, True), "bgr_mean": (list, False), "note": (str, False)},
+    "weights": {"format": (str, True), "file": (str, False), "urls": (list, False), "checksum": (str, False),
+                "checksum_source": (str, False), "note": (str, False)},
     "source": {"repository": (str, True), "model": (str, True), "paper": (str, True)},
     "license": {"name": (str, True), "url": (str, True), "note": (str, False)},
     "evaluation": {"command": (str, True), "dataset": (str, True), "split": (str, True), "note": (str, False)},
 }
+_WEIGHT_FORMATS = ("caffemodel", "none")
+# weights.format -> the [weights] keys it needs; "none" (no published weights) takes none of the file's keys.
+_WEIGHTS_KEYS = {"caffemodel": ("file", "checksum", "checksum_source"), "none": ("note",)}
+# Builder arguments the card's own keys give (fcn_keras.zoo.loading.build); [options] may not repeat them.
+_CARD_ARGUMENTS = {"name", "num_classes", "class_names", "palette", "ignore_label", "preprocessing",
+                   "include_preprocessing", "card", "backbone", "weights"}
 _METRIC_SCHEMA = {"dataset": (str, True), "split": (str, True), "source": (str, True), "applies_to": (str, True),
                   "note": (str, False),
                   **{key: ((int, float), False) for key in _METRIC_KEYS}}
@@ -93,8 +100,16 @@ def _check_table(table: dict, schema: dict, where: str, prefix: str) -> None:
 def validate_card(card: dict, where: str = "<card>") -> dict:
     """Checks a model card against the schema; returns it with ``classes`` and ``palette`` resolved.
 
-    ``classes = "voc"`` stands for :data:`fcn_keras.palette.VOC_CLASSES`;
-    ``palette = "voc"`` for the VOC colour map with ``num_classes`` entries.
+    ``classes = "voc"`` stands for :data:`fcn_keras.palette.VOC_CLASSES`
+    (``"imagenet"``, the 1000 ILSVRC classes, stays a name: allowed on cards
+    that are not loadable); ``palette = "voc"`` for the VOC colour map with
+    ``num_classes`` entries. Only a loadable card must name an architecture of
+    :data:`fcn_keras.models.architectures.ARCHITECTURES` and a preprocessing
+    mode of :data:`fcn_keras.preprocessing.MODES` (with its exact BGR mean),
+    so cards may describe what this version cannot build yet.
+    ``weights.format`` is ``"caffemodel"`` (``file``, ``checksum``,
+    ``checksum_source``; ``urls`` to download from, required when loadable)
+    or ``"none"`` (the authors published none; ``note`` says so).
     Every error names ``where`` (the card's file) and the offending key.
 
     Example:
@@ -102,11 +117,12 @@ def validate_card(card: dict, where: str = "<card>") -> dict:
         >>> validate_card(card)["classes"][15]
         'person'
     """
-    from fcn_keras.models import HEADS
+    from fcn_keras.models.architectures import ARCHITECTURES
 
     _check_table(card, _CARD_SCHEMA, where, "")
     for table, schema in _TABLE_SCHEMAS.items():
-        _check_table(card[table], schema, where, f"{table}.")
+        if table in card:
+            _check_table(card[table], schema, where, f"{table}.")
     for i, metric in enumerate(card["metrics"]):
         if not isinstance(metric, dict):
             raise CardError(f"{where}: metrics[{i}] must be a table, got {metric!r}")
@@ -122,7 +138,13 @@ def validate_card(card: dict, where: str = "<card>") -> dict:
         raise CardError(f"{where}: key 'num_classes' must be >= 1, got {num_classes}")
     if card["classes"] == "voc":
         card["classes"] = list(VOC_CLASSES)
-    if not isinstance(card["classes"], list) or len(card["classes"]) != num_classes \
+    if card["classes"] == "imagenet":
+        # The 1000 ILSVRC-2012 classes: their names are not shipped, so no model can be built with them.
+        if card["loadable"] or num_classes != 1000:
+            raise CardError(f"{where}: key 'classes' = 'imagenet' stands for the 1000 ILSVRC classes, whose names "
+                            "fcn_keras does not ship: only a card with num_classes = 1000 and loadable = false "
+                            "may use it")
+    elif not isinstance(card["classes"], list) or len(card["classes"]) != num_classes \
             or not all(isinstance(c, str) for c in card["classes"]):
         raise CardError(f"{where}: key 'classes' must be 'voc' or a list of {num_classes} names (num_classes)")
     if card["palette"] == "voc":
@@ -133,44 +155,86 @@ def validate_card(card: dict, where: str = "<card>") -> dict:
             for c in palette):
         raise CardError(f"{where}: key 'palette' must be 'voc' or {num_classes} [r, g, b] lists of 0-255 ints")
 
+    # Cards may describe architectures this version does not build (yet): only a loadable
+    # card must name a registered architecture and a preprocessing mode a model applies.
     if card["loadable"]:
-        if card["architecture"] not in HEADS:
-            raise CardError(f"{where}: key 'architecture' must be one of {sorted(HEADS)} for a loadable card, "
-                            f"got {card['architecture']!r}")
-        if card["backbone"] != "vgg16":
-            raise CardError(f"{where}: key 'backbone': the published Caffe weights are VGG16, got {card['backbone']!r}")
+        if card["architecture"] not in ARCHITECTURES:
+            raise CardError(f"{where}: key 'architecture' must be one of {sorted(ARCHITECTURES)} for a loadable "
+                            f"card (fcn_keras.models.architectures.ARCHITECTURES), got {card['architecture']!r}")
     elif "not_loadable_reason" not in card:
         raise CardError(f"{where}: key 'not_loadable_reason' is required when loadable = false")
+    clashes = sorted(set(card.get("options", {})) & _CARD_ARGUMENTS)
+    if clashes:
+        raise CardError(f"{where}: keys {['options.' + k for k in clashes]}: the card's own keys give these "
+                        "builder arguments")
+    _check_preprocessing(card, where)
+    _check_weights(card, where)
+    if Path(where).suffix == ".toml" and Path(where).stem != card["name"]:
+        raise CardError(f"{where}: key 'name' is {card['name']!r} but the file is named {Path(where).name!r}")
+    return card
 
-    mean = card["preprocessing"]["bgr_mean"]
-    if len(mean) != 3 or not all(isinstance(v, (int, float)) for v in mean):
+
+def _check_preprocessing(card: dict, where: str) -> None:
+    preprocessing = card["preprocessing"]
+    mode, mean = preprocessing["mode"], preprocessing.get("bgr_mean")
+    if mean is not None and (len(mean) != 3 or not all(isinstance(v, (int, float)) for v in mean)):
         raise CardError(f"{where}: key 'preprocessing.bgr_mean' must be 3 numbers (B, G, R), got {mean!r}")
-    mode = card["preprocessing"]["mode"]
-    if mode not in BGR_MEANS:
-        raise CardError(f"{where}: key 'preprocessing.mode' must be a BGR-minus-mean mode a model knows "
-                        f"({' or '.join(repr(m) for m in BGR_MEANS)}), got {mode!r}")
-    if card["loadable"] and not mean_matches(mean, mode):
+    if not card["loadable"]:
+        return
+    if mode not in MODES:
+        raise CardError(f"{where}: key 'preprocessing.mode' must be a mode of fcn_keras.preprocessing.MODES "
+                        f"({', '.join(repr(m) for m in MODES)}), got {mode!r}")
+    if mode in BGR_MEANS and mean is None:
+        raise CardError(f"{where}: key 'preprocessing.bgr_mean' is required: mode {mode!r} subtracts "
+                        f"{list(BGR_MEANS[mode])}; state the mean the weights were trained with")
+    if mode not in BGR_MEANS and mean is not None:
+        raise CardError(f"{where}: key 'preprocessing.bgr_mean' given, but mode {mode!r} subtracts no BGR mean")
+    if mean is not None and not mean_matches(mean, mode):
         raise CardError(
             f"{where}: key 'preprocessing.bgr_mean' {mean} differs from mode {mode!r}'s mean {list(BGR_MEANS[mode])}: "
             "a model applies exactly the modes of fcn_keras.preprocessing.MODES: name the mode with this mean, "
             "or add one for it")
 
+
+def _check_weights(card: dict, where: str) -> None:
     weights = card["weights"]
+    form = weights["format"]
+    if form not in _WEIGHT_FORMATS:
+        raise CardError(f"{where}: key 'weights.format' must be one of {list(_WEIGHT_FORMATS)}, got {form!r}")
+    needed = _WEIGHTS_KEYS[form]
+    for key in needed:
+        if key not in weights:
+            raise CardError(f"{where}: missing required key 'weights.{key}' (weights.format = {form!r})")
+    if form == "none":
+        given = [key for key in (*_WEIGHTS_KEYS["caffemodel"], "urls") if key in weights]
+        if given:
+            raise CardError(f"{where}: keys {['weights.' + k for k in given]} describe a file, but weights.format "
+                            "is 'none' (no published weights)")
+        return
+    if "evaluation" not in card:
+        raise CardError(f"{where}: missing required key 'evaluation' (published weights are evaluated somewhere)")
     if not _CHECKSUM.match(weights["checksum"]):
         raise CardError(f"{where}: key 'weights.checksum' must be 'sha1:<40 hex>', 'sha256:<64 hex>' or 'none', "
                         f"got {weights['checksum']!r}")
-    if weights["format"] != "caffemodel":
-        raise CardError(f"{where}: key 'weights.format' must be 'caffemodel', got {weights['format']!r}")
-    if not weights["urls"]:
-        raise CardError(f"{where}: key 'weights.urls' must list at least one URL")
-    for url in weights["urls"]:
+    if card["loadable"] and not weights.get("urls"):
+        raise CardError(f"{where}: key 'weights.urls' must list at least one URL (for downloading)")
+    if "urls" not in weights and "note" not in weights:
+        raise CardError(f"{where}: key 'weights.note' must say where the file is published when there are no urls")
+    for url in weights.get("urls", []):
         if not isinstance(url, str) or not re.match(r"^(https?|file)://", url):
             raise CardError(f"{where}: key 'weights.urls' entries must be http(s):// or file:// URLs, got {url!r}")
         if url.rsplit("/", 1)[-1] != weights["file"]:
             raise CardError(f"{where}: key 'weights.urls': {url!r} does not end in weights.file {weights['file']!r}")
-    if Path(where).suffix == ".toml" and Path(where).stem != card["name"]:
-        raise CardError(f"{where}: key 'name' is {card['name']!r} but the file is named {Path(where).name!r}")
-    return card
+
+
+def has_weights(card: dict) -> bool:
+    """Whether the card's authors published weights (``weights.format`` is not ``"none"``).
+
+    Example:
+        >>> has_weights(info("fcn8s_voc"))
+        True
+    """
+    return card["weights"]["format"] != "none"
 
 
 def list_models() -> list[str]:
@@ -207,9 +271,11 @@ def info(name: str) -> dict:
 def catalog() -> list[dict]:
     """One summary row per zoo entry (for ``fcn-keras zoo list`` and tables).
 
-    Each row: name, title, architecture, num_classes, loadable, checksum
-    ("sha1", "sha256" or "none"), and ``mean_iu``/``split`` of the first metric
-    measured on these weights (else the first published one), ``None`` if none.
+    Each row: name, title, architecture, num_classes, loadable, weights (the
+    format: ``"caffemodel"``, or ``"none"`` when no weights are published),
+    checksum (``"sha1"``, ``"sha256"`` or ``"none"``), and ``mean_iu``/``split``
+    of the first metric measured on these weights (else the first published
+    one), ``None`` if none.
 
     Example:
         >>> row = next(r for r in catalog() if r["name"] == "fcn8s_voc")
@@ -224,7 +290,8 @@ def catalog() -> list[dict]:
         rows.append({
             "name": name, "title": card["title"], "architecture": card["architecture"],
             "num_classes": card["num_classes"], "loadable": card["loadable"],
-            "checksum": card["weights"]["checksum"].split(":")[0],
+            "weights": card["weights"]["format"],
+            "checksum": card["weights"].get("checksum", "none").split(":")[0],
             "mean_iu": best["mean_iu"] if best else None, "split": best["split"] if best else None,
             "metric_applies_to": best["applies_to"] if best else None,
         })
@@ -257,7 +324,8 @@ def loadable_card(name: str) -> dict:
 def provenance(card: dict, weights: str = "published") -> dict:
     """What a zoo model carries about where it comes from (``model.card``): plain JSON values.
 
-    ``name``, ``title``, ``source`` (the weights' first URL), ``file``,
+    ``name``, ``title``, ``source`` (the weights' first URL; ``None`` for a
+    card without published weights), ``file`` (likewise),
     ``checksum`` as the card gives it (``"sha1:..."``, ``"sha256:..."`` or
     ``"none"``) and, when published, the digest under its algorithm (``"sha1"``
     / ``"sha256"``), ``repository``, ``paper``, ``license``, the published
@@ -274,11 +342,12 @@ def provenance(card: dict, weights: str = "published") -> dict:
     """
     if weights not in ("published", "unverified file", "none"):
         raise ValueError(f"weights must be 'published', 'unverified file' or 'none', got {weights!r}")
-    checksum = card["weights"]["checksum"]
+    published = card["weights"]
+    checksum = published.get("checksum", "none")
     digest = {} if checksum == "none" else dict([checksum.split(":")])
     return {
-        "name": card["name"], "title": card["title"], "source": card["weights"]["urls"][0],
-        "file": card["weights"]["file"], "checksum": checksum, **digest,
+        "name": card["name"], "title": card["title"], "source": published["urls"][0] if "urls" in published else None,
+        "file": published.get("file"), "checksum": checksum, **digest,
         "repository": card["source"]["repository"], "paper": card["source"]["paper"],
         "license": card["license"]["name"], "metrics": copy.deepcopy(card["metrics"]), "weights": weights,
     }

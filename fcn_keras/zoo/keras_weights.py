@@ -105,6 +105,10 @@ def model_weight_layers(model: keras.Model) -> dict[str, keras.layers.Layer]:
                 layers["/".join(qualified)] = layer
 
     visit(model, ())
+    # Layers a model holds outside its output's graph (the SIFT Flow model's geometric head) are saved with it.
+    for layer in getattr(model, "auxiliary_layers", ()):
+        if layer.weights:
+            layers[layer.name] = layer
     return layers
 
 

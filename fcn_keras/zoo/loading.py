@@ -23,23 +23,26 @@ from typing import TYPE_CHECKING
 from fcn_keras.caffe import CaffeModelError, load_caffe_weights
 from fcn_keras.zoo.cache import (cached_conversion, ensure_writable, file_hashes, home, recorded_conversion,
                                  save_conversion)
-from fcn_keras.zoo.cards import loadable_card, provenance
+from fcn_keras.zoo.cards import has_weights, loadable_card, provenance
 from fcn_keras.zoo.downloads import ChecksumError, card_hashes, check_source, download_source
 from fcn_keras.zoo.keras_weights import WeightsMismatchError, load_weights_by_name
 
 if TYPE_CHECKING:
-    from fcn_keras.models import FCN
+    from fcn_keras.models import SegmentationModel
 
 __all__ = ["build", "load", "download", "check_converted"]
 
 
-def build(card: dict, include_preprocessing: bool = True, weights: str = "published") -> FCN:
-    """The card's architecture without weights: an :class:`~fcn_keras.models.FCN` that knows what it is.
+def build(card: dict, include_preprocessing: bool = True, weights: str = "published") -> SegmentationModel:
+    """The card's architecture without weights: a :class:`~fcn_keras.models.SegmentationModel` that knows what it is.
 
-    Its class names, palette, ignore label and preprocessing mode come from the
-    card, and ``model.card`` holds the card's provenance
+    The model is ``fcn_keras.models.architectures.build(card["architecture"], ...)``
+    with the card's ``[options]`` as further builder arguments. Its class names,
+    palette, ignore label and preprocessing mode come from the card, and
+    ``model.card`` holds the card's provenance
     (:func:`~fcn_keras.zoo.cards.provenance`, with ``weights`` saying where the
-    weights will come from).
+    weights will come from). The card's ``backbone`` is passed to builders that
+    take one (the FCNs) and checked against the model of those that do not.
 
     Example:
         >>> from fcn_keras.zoo import info
@@ -47,17 +50,34 @@ def build(card: dict, include_preprocessing: bool = True, weights: str = "publis
         >>> model.name, model.class_names[15], model.input_preprocessing, model.card["weights"]
         ('fcn32s_voc', 'person', None, 'none')
     """
-    from fcn_keras.models import build_fcn
+    import inspect
 
-    return build_fcn(
-        card["architecture"], backbone=card["backbone"], name=card["name"],
-        class_names=card["classes"], palette=card["palette"], ignore_label=card.get("ignore_label", 255),
-        preprocessing=card["preprocessing"]["mode"], include_preprocessing=include_preprocessing,
-        card=provenance(card, weights),
+    from fcn_keras.models.architectures import ARCHITECTURES
+    from fcn_keras.models.architectures import build as build_architecture
+
+    arguments = dict(
+        name=card["name"], class_names=card["classes"], palette=card["palette"],
+        ignore_label=card.get("ignore_label", 255), preprocessing=card["preprocessing"]["mode"],
+        include_preprocessing=include_preprocessing, card=provenance(card, weights), **card.get("options", {}),
     )
+    builder = ARCHITECTURES.get(card["architecture"])
+    takes_backbone = builder is not None and "backbone" in inspect.signature(builder).parameters
+    if takes_backbone:
+        arguments["backbone"] = card["backbone"]
+    model = build_architecture(card["architecture"], **arguments)
+    if model.backbone != card["backbone"]:
+        raise ValueError(f"zoo model {card['name']!r}: its card says backbone {card['backbone']!r}, but "
+                         f"architecture {card['architecture']!r} builds {model.backbone!r}")
+    return model
 
 
-def _convert_and_cache(card: dict, model: FCN, source: Path, digests: dict) -> None:
+def _refuse_no_weights(card: dict) -> None:
+    if not has_weights(card):
+        raise ValueError(f"zoo model {card['name']!r} has no published weights ({card['weights']['note']}); "
+                         f"load({card['name']!r}, weights=False) builds the architecture, or pass weights_path=")
+
+
+def _convert_and_cache(card: dict, model: SegmentationModel, source: Path, digests: dict) -> None:
     """Fills ``model`` from the checked download ``source`` and caches the conversion.
 
     A file that does not fit the architecture is deleted; one that does is
@@ -82,6 +102,7 @@ def download(name: str, progress: bool = True, timeout: float = 20.0) -> Path:
         PosixPath('/home/me/.keras/fcn_keras/downloads/fcn8s-heavy-pascal.caffemodel')
     """
     card = loadable_card(name)
+    _refuse_no_weights(card)
     source = download_source(card, progress, timeout)
     digests = card_hashes(source, card)
     check_source(card, source, digests, cached=True)
@@ -134,7 +155,7 @@ def load(
     include_preprocessing: bool = True,
     verify: bool = True,
     progress: bool = True,
-) -> FCN:
+) -> SegmentationModel:
     """A zoo model ready for RGB images with values 0-255, with its published weights.
 
     Args:
@@ -158,8 +179,9 @@ def load(
         progress: show a progress bar while downloading.
 
     Returns:
-        An :class:`~fcn_keras.models.FCN` giving float32 logits ``(N, H, W,
-        num_classes)``. ``model.class_names``, ``model.palette`` (``uint8
+        The card's architecture (an :class:`~fcn_keras.models.FCN` for the FCN
+        cards), a :class:`~fcn_keras.models.SegmentationModel` giving float32
+        logits ``(N, H, W, num_classes)``. ``model.class_names``, ``model.palette`` (``uint8
         (num_classes, 3)``), ``model.ignore_label`` and ``model.preprocessing``
         come from the card, ``model.card`` is its provenance; all of it stays
         with the model through ``model.save`` and ``keras.models.load_model``.
@@ -178,7 +200,11 @@ def load(
         if not source.is_file():
             raise FileNotFoundError(f"weights_path {str(source)!r} does not exist or is not a file")
         keras_file = source.name.endswith(".weights.h5")
+        if verify and not has_weights(card):
+            raise ChecksumError(f"{source}: zoo model {name!r} has no published weights to verify a file against "
+                                f"({card['weights']['note']}); pass verify=False to load your own weights")
     elif weights:
+        _refuse_no_weights(card)
         converted = cached_conversion(card)
         if converted is None:
             source = download_source(card, progress)
@@ -193,7 +219,7 @@ def load(
             check_converted(card, source)
         origin = "published" if verify else "unverified file"
     elif source is not None:
-        checked = verify and card["weights"]["checksum"] != "none"
+        checked = verify and card["weights"]["checksum"] != "none"  # a no-weights card was refused above
         if checked:
             check_source(card, source, card_hashes(source, card), cached=False)
         origin = "published" if checked else "unverified file"

@@ -92,3 +92,18 @@ def assert_converted(model, written: list[CaffeLayer], big: int = 10_000_000) ->
             continue
         for g, e in zip(got, _expected_keras(layer, got[0].shape), strict=True):
             np.testing.assert_array_equal(g, e, err_msg=layer.name)
+
+
+def siftflow_caffe_layers(seed: int = 0, semantic: int = 33, geometric: int = 3) -> list[CaffeLayer]:
+    """The parameter layers of siftflow-fcn16s/net.py with random values: the trunk, then each head (``_sem``, ``_geo``)."""
+    rng = np.random.default_rng(seed)
+    trunk = [layer for layer in caffe_layers("fcn32s", num_classes=1) if layer.name in TRUNK]
+    heads = []
+    for task, n in (("sem", semantic), ("geo", geometric)):
+        heads += [
+            CaffeLayer(f"score_fr_{task}", "Convolution", blobs=[_random(rng, (n, 4096, 1, 1)), _random(rng, (n,))]),
+            CaffeLayer(f"upscore2_{task}", "Deconvolution", blobs=[_random(rng, (n, n, 4, 4))]),
+            CaffeLayer(f"score_pool4_{task}", "Convolution", blobs=[_random(rng, (n, 512, 1, 1)), _random(rng, (n,))]),
+            CaffeLayer(f"upscore16_{task}", "Deconvolution", blobs=[_random(rng, (n, n, 32, 32))]),
+        ]
+    return trunk + heads

@@ -87,3 +87,24 @@ def test_files_that_are_not_keras_weights(tmp_path):
         f.create_group("layers")
     with pytest.raises(WeightsMismatchError, match=r"empty\.weights\.h5 does not fit model .*holds no Keras layer weights"):
         load_weights_by_name(model, empty)
+
+
+def test_a_models_auxiliary_layers_are_in_its_file_by_name(tmp_path):
+    """The SIFT Flow model's geometric head, outside its output's graph, is written by save_weights under
+    its layers' names and loaded back by name."""
+    from fcn_keras.models.siftflow import fcn16s_two_heads
+
+    from tests.models.family_checks import randomize
+
+    source = randomize(fcn16s_two_heads(backbone="tiny_vgg"), seed=7)
+    path = tmp_path / "siftflow.weights.h5"
+    source.save_weights(path)
+    found = weights_file_layers(path)
+    assert {"score_fr_geo", "score_pool4_geo", "upscore2_geo", "upscore16_geo", "score_fr_sem"} <= set(found)
+    assert set(found) == set(model_weight_layers(source))
+    target = fcn16s_two_heads(backbone="tiny_vgg")
+    load_weights_by_name(target, path)
+    for name in ("score_fr_geo", "score_pool4_geo"):
+        expected = source.geometric().get_layer(name).get_weights()
+        for got, want in zip(target.geometric().get_layer(name).get_weights(), expected, strict=True):
+            np.testing.assert_array_equal(got, want)
