@@ -225,7 +225,9 @@ def _check_inputs(image: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np
                          f"got shape {logits.shape}")
     if not np.isfinite(logits).all():
         raise ValueError("DenseCRF: logits must be finite")
-    return np.ascontiguousarray(image), logits
+    # pydensecrf's typed memoryviews refuse read-only buffers, such as np.asarray of a PIL image.
+    image = np.ascontiguousarray(image) if image.flags.writeable else np.array(image, order="C")
+    return image, logits
 
 
 def require_pydensecrf() -> None:

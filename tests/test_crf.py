@@ -149,3 +149,11 @@ def test_crf_segmenter_segments_with_the_crf(model):
     np.testing.assert_array_equal(segmenter.segment(image), DenseCRF().labels(image, edge_logits(model, image)))
     assert segmenter.receptive_field is None and "dense CRF" in segmenter.description
     assert crf_segmenter(keras_segmenter(model), None).receptive_field is not None
+
+
+def test_read_only_arrays_are_accepted():
+    """np.asarray of a PIL image is read-only, which pydensecrf's buffers refuse on their own."""
+    image = np.zeros((4, 5, 3), np.uint8)
+    logits = np.zeros((4, 5, 2), np.float32)
+    image.flags.writeable = logits.flags.writeable = False
+    assert DenseCRF(max_iter=1).labels(image, logits).shape == (4, 5)

@@ -288,11 +288,11 @@ def subsample_fc(fc6: tuple[np.ndarray, np.ndarray], fc7: tuple[np.ndarray, np.n
     input and its output side, so fc7 reads the fc6 filters that remain.
 
     Example:
-        >>> fc6 = (np.zeros((7, 7, 512, 4096), "float32"), np.arange(4096, dtype="float32"))
-        >>> fc7 = (np.zeros((1, 1, 4096, 4096), "float32"), np.zeros(4096, "float32"))
+        >>> fc6 = (np.zeros((7, 7, 2, 16), "float32"), np.arange(16, dtype="float32"))  # VGG16: (7, 7, 512, 4096)
+        >>> fc7 = (np.zeros((1, 1, 16, 16), "float32"), np.zeros(16, "float32"))
         >>> (k6, b6), (k7, b7) = subsample_fc(fc6, fc7)
-        >>> k6.shape, k7.shape, b6[:3].tolist()
-        ((3, 3, 512, 1024), (1, 1, 1024, 1024), [0.0, 4.0, 8.0])
+        >>> k6.shape, k7.shape, b6.tolist()
+        ((3, 3, 2, 4), (1, 1, 4, 4), [0.0, 4.0, 8.0, 12.0])
     """
     keep = np.arange(0, fc6[0].shape[-1], FC_SUBSET_STEP)
     taps = np.asarray(FC6_TAPS)
