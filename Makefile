@@ -10,7 +10,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test,jax,onnx,beam]"
+	$(BIN)/python -m pip install -q -e ".[test,jax,onnx,beam,crf]"
 	touch $@
 
 install: $(STAMP)

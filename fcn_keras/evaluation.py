@@ -35,6 +35,7 @@ def evaluate(
     overlap: int | None = None,
     out_json: str | os.PathLike | None = None,
     confusion_png: str | os.PathLike | None = None,
+    crf=None,
     verbose: int = 1,
 ) -> dict:
     """Runs ``model`` over ``dataset`` and scores it like the reference's score.py.
@@ -65,6 +66,11 @@ def evaluate(
         out_json: write the scores here (atomically, plain modes).
         confusion_png: save the row-normalised confusion matrix as a PNG here (atomically), drawn by
             :func:`fcn_keras.viz.confusion_matrix_image` (needs matplotlib: the ``viz`` extra).
+        crf: score the dense CRF's labels instead of the argmax: ``True`` (DeepLab-LargeFOV's
+            published parameters), a :class:`fcn_keras.crf.DenseCRF`, or a dict / ``"key=value,..."``
+            of parameters to override (:func:`fcn_keras.crf.resolve_crf`); needs the ``crf`` extra.
+            Not with ``tile`` (the CRF is fully connected over the whole image). 4-D elements are
+            refined as the padded images they are.
         verbose: 1 shows a progress bar and prints the table; 0 is silent.
 
     Returns:
@@ -88,7 +94,8 @@ def evaluate(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     num_classes, names, ignore_label = model.num_classes, list(model.class_names), model.ignore_label
     mode = model.input_preprocessing
-    masks_of = _masks_function(model, batch_size, tile, overlap)
+    crf = _resolve_crf(crf)
+    masks_of = _masks_function(model, batch_size, tile, overlap, crf)
     dataset, described = _elements(dataset)
     hist = np.zeros((num_classes, num_classes), np.int64)
     images_seen = 0
@@ -140,6 +147,8 @@ def evaluate(
     result["per_class_iou"] = {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, scores["per_class_iou"])}
     result["confusion_matrix"] = hist
     result["num_images"] = images_seen
+    if crf is not None:
+        result["crf"] = crf.params()
     if verbose:
         print(format_scores(result))
     if out_json is not None:
@@ -151,8 +160,22 @@ def evaluate(
     return result
 
 
-def _masks_function(model: SegmentationModel, batch_size: int, tile, overlap):
-    """``images (N, H, W, 3) RGB 0-255 -> masks (N, H, W)``: one forward pass, or each image tiled."""
+def _resolve_crf(crf):
+    """``evaluate``'s ``crf`` as a DenseCRF or None; pydensecrf2's absence is reported before any image runs."""
+    if crf is None or crf is False:
+        return None
+    from fcn_keras.crf import require_pydensecrf, resolve_crf
+
+    crf = resolve_crf(crf)
+    require_pydensecrf()
+    return crf
+
+
+def _masks_function(model: SegmentationModel, batch_size: int, tile, overlap, crf=None):
+    """``images (N, H, W, 3) RGB 0-255 -> masks (N, H, W)``: one forward pass (then the CRF), or each image tiled."""
+    if crf is not None and tile is not None:
+        raise ValueError("crf with tile: the dense CRF connects every pixel of the whole image, which tiled "
+                         "evaluation never holds; evaluate without tile")
     if tile is None:
         if overlap is not None:
             raise ValueError("overlap applies to tiled evaluation: pass tile=(height, width) with it")
@@ -160,7 +183,12 @@ def _masks_function(model: SegmentationModel, batch_size: int, tile, overlap):
 
         def whole(images: np.ndarray) -> np.ndarray:
             x = images if mode is None else preprocess(images, mode)
-            return keras.ops.convert_to_numpy(model.predict_on_batch(x)).argmax(-1)
+            logits = keras.ops.convert_to_numpy(model.predict_on_batch(x))
+            if crf is None:
+                return logits.argmax(-1)
+            from fcn_keras.crf import to_uint8_image
+
+            return np.stack([crf.labels(to_uint8_image(image), scores) for image, scores in zip(images, logits)])
 
         return whole
     if batch_size != 1:
@@ -190,6 +218,8 @@ def format_scores(result: dict) -> str:
         sea: n/a
     """
     lines = [f"images: {result['num_images']}"]
+    if result.get("crf"):
+        lines.append("dense CRF: " + ", ".join(f"{k}={v:g}" for k, v in result["crf"].items()))
     for name in SCORE_NAMES:
         lines.append(f"{name:>24}: {100 * result[name]:6.2f}")
     lines.append(f"{'class':>24}  IoU")

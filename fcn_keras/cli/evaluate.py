@@ -39,6 +39,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         fcn-keras evaluate fcn-demo/model.keras fcn-demo/data --split val --num-classes 6
         fcn-keras evaluate camvid.keras ~/data/camvid/test.txt --metadata camvid
         fcn-keras evaluate camvid.keras ~/data/camvid/test.txt --metadata camvid --tile 256,256 --overlap 96
+        fcn-keras evaluate deeplab.keras ~/data/VOCdevkit/VOC2012 --crf --crf-params bi_w=4,bi_xy_std=49,bi_rgb_std=5
         """)
     p.add_argument("model", metavar="MODEL", help="a zoo name or a .keras file")
     p.add_argument("dataset", metavar="DATASET", help="VOC root, SBD root or 'image label' split file")
@@ -64,6 +65,54 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
                    help="images of equal size per forward pass; results equal batch 1 (default: %(default)s)")
     add_weights_options(p)
     add_tiling_options(p)
+    add_crf_options(p)
+
+
+def add_crf_options(p: argparse.ArgumentParser) -> None:
+    """``--crf`` and ``--crf-params``: DeepLab's fully connected CRF on the logits (:mod:`fcn_keras.crf`).
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_crf_options(parser)
+        >>> crf_argument(parser.parse_args(["--crf", "--crf-params", "bi_w=4"])).bi_w
+        4.0
+    """
+    p.add_argument("--crf", action="store_true",
+                   help="refine each image's logits with the fully connected CRF (mean field, as DeepLab; the crf "
+                        "extra: pip install 'fcn_keras[crf]'); default parameters: DeepLab-LargeFOV's released "
+                        "test.prototxt (max_iter=10, pos_w=3, pos_xy_std=3, bi_w=5, bi_xy_std=50, bi_rgb_std=10)")
+    p.add_argument("--crf-params", metavar="KEY=VALUE,...",
+                   help="with --crf, override CRF parameters, e.g. bi_w=4,bi_xy_std=49,bi_rgb_std=5 (keys: max_iter, "
+                        "pos_w, pos_xy_std, bi_w, bi_xy_std, bi_rgb_std)")
+
+
+def crf_argument(args: argparse.Namespace):
+    """The :class:`fcn_keras.crf.DenseCRF` that ``--crf``/``--crf-params`` ask for, or ``None``; errors are one line.
+
+    Example:
+        >>> crf_argument(argparse.Namespace(crf=False, crf_params=None)) is None
+        True
+        >>> crf_argument(argparse.Namespace(crf=False, crf_params="bi_w=4"))
+        Traceback (most recent call last):
+        ...
+        fcn_keras.cli.common.CommandError: --crf-params sets the parameters of --crf: give --crf with it
+    """
+    enabled, params = getattr(args, "crf", False), getattr(args, "crf_params", None)
+    if not enabled:
+        if params is not None:
+            raise CommandError("--crf-params sets the parameters of --crf: give --crf with it")
+        return None
+    if getattr(args, "tile", None) is not None:
+        raise CommandError("--crf with --tile: the dense CRF connects every pixel of the whole image, which tiled "
+                           "inference never holds; drop --tile")
+    from fcn_keras.crf import DenseCRF, require_pydensecrf
+
+    try:
+        crf = DenseCRF.parse(params or "")
+        require_pydensecrf()
+    except (ValueError, ImportError) as exc:
+        raise CommandError(f"--crf-params: {exc}" if isinstance(exc, ValueError) else str(exc)) from None
+    return crf
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,13 +152,15 @@ def score(model: SegmentationModel, source: FileSource, args: argparse.Namespace
         raise CommandError(f"model {model.name} predicts {model.num_classes} classes but dataset {source.name} has "
                            f"{source.num_classes}; pass --num-classes if the dataset is labelled otherwise")
     tile, overlap = tiling_arguments(args)
+    crf = crf_argument(args)
     out = output_dir(args.out, args.overwrite) if args.out else None
     from fcn_keras import viz
     from fcn_keras.evaluation import evaluate
 
     tiling = "" if tile is None else f", in {tile[0]}x{tile[1]} windows"
-    print(f"evaluating {model.name} on {source.name} ({len(source)} images{tiling})")
-    result = evaluate(model, source, batch_size=args.batch_size, tile=tile, overlap=overlap,
+    refined = "" if crf is None else ", refined by the dense CRF"
+    print(f"evaluating {model.name} on {source.name} ({len(source)} images{tiling}{refined})")
+    result = evaluate(model, source, batch_size=args.batch_size, tile=tile, overlap=overlap, crf=crf,
                       out_json=out / "metrics.json" if out else None)
     if out:
         viz.save_image(viz.confusion_matrix_image(result["confusion_matrix"], model=model), out / "confusion_matrix.png")

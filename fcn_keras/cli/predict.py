@@ -12,6 +12,7 @@ import argparse
 
 from fcn_keras.cli.common import (CommandError, add_command, add_tiling_options, images, output_dir,
                                   tiling_arguments, window_progress)
+from fcn_keras.cli.evaluate import add_crf_options, crf_argument
 from fcn_keras.cli.models import MODEL_HELP, add_weights_options, load_segmenter
 
 
@@ -35,6 +36,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         fcn-keras predict fcn-demo/model.keras fcn-demo/data/JPEGImages --out demo-masks
         fcn-keras predict fcn-demo/saved_model street.jpg --out masks --overwrite
         fcn-keras predict camvid.keras aerial.tif --tile 1024,1024 --overlap 608 --out masks
+        fcn-keras predict deeplab.keras photo.jpg --crf --crf-params bi_w=4,bi_xy_std=49 --out masks
         """)
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, directories or glob patterns")
@@ -43,6 +45,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the mask in overlays (default: %(default)s)")
     add_weights_options(p)
     add_tiling_options(p)
+    add_crf_options(p)
     p.add_argument("--beam", nargs=argparse.REMAINDER, metavar="BEAM_OPTION",
                    help="run as an Apache Beam pipeline (the beam extra; DirectRunner by default); every argument "
                         "after --beam is a Beam pipeline option (--runner DataflowRunner --project P ...). Inputs "
@@ -70,9 +73,12 @@ def run(args: argparse.Namespace) -> int:
         0
     """
     tile, overlap = tiling_arguments(args)
+    crf = crf_argument(args)
     if args.beam is not None:
         if args.weights:
             raise CommandError("--weights applies to zoo models; --beam runs a .keras file or a SavedModel")
+        if crf is not None:
+            raise CommandError("--crf runs in the local predict only; drop --beam to refine with the dense CRF")
         from fcn_keras.beam.predict import run_predict
 
         return run_predict(args.model, args.inputs, args.out, args.beam, alpha=args.alpha, overwrite=args.overwrite,
@@ -87,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
 
         segmenter = tiled(segmenter, tile, overlap, progress=window_progress())
         Image.MAX_IMAGE_PIXELS = None  # tiles are for images past PIL's decompression-bomb guard (179 Mpx)
+    if crf is not None:
+        from fcn_keras.crf import crf_segmenter
+
+        segmenter = crf_segmenter(segmenter, crf)
     import keras
 
     from fcn_keras import viz
