@@ -39,6 +39,8 @@ MODES: dict[str, Mode] = {
     "nyud": Mode("RGB->BGR, minus the reference FCN mean on NYUDv2 (nyud_layers.py)", (116.190, 97.203, 92.318)),
     "siftflow": Mode("RGB->BGR, minus the reference FCN mean on SIFT Flow (siftflow_layers.py)",
                      (114.578, 115.294, 108.353)),
+    "deeplab": Mode("RGB->BGR, minus DeepLab's mean on PASCAL VOC (deeplab-public's LargeFOV train.prototxt)",
+                    (104.008, 116.669, 122.675)),
     "caffe": Mode("RGB->BGR, minus the ImageNet mean (keras.applications VGG16, ResNet50)", CAFFE_BGR_MEAN),
     "tf": Mode("scaled to [-1, 1] (keras.applications MobileNetV2)"),
     "torch": Mode("scaled to [0, 1], minus the ImageNet mean, divided by its std"),
@@ -50,10 +52,10 @@ def check_mode(mode: str, argument: str = "preprocessing") -> str:
     """``mode`` if it is a key of :data:`MODES`, else a ``ValueError`` naming ``argument``.
 
     Example:
-        >>> check_mode("bgr")
+        >>> check_mode("bgr")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: preprocessing must be one of ['caffe', 'fcn', 'nyud', 'pascalcontext', 'siftflow', 'tf', 'torch'], got 'bgr'
+        ValueError: preprocessing must be one of ['caffe', 'deeplab', 'fcn', ...], got 'bgr'
     """
     if mode not in MODES:
         raise ValueError(f"{argument} must be one of {sorted(MODES)}, got {mode!r}")

@@ -13,7 +13,7 @@ so ``fcn-keras --help`` answers at once. Errors print one line,
 
 Example:
     >>> main(["zoo", "list", "--names"])  # doctest: +ELLIPSIS
-    fcn16s_voc
+    cam_vgg16
     ...
     0
 """

@@ -119,7 +119,7 @@ def _branch(x, num_classes: int, alpha: float, rate: int, suffix: str):
 class DeepLabLargeFOV(FamilyModel):
     """DeepLab-LargeFOV (v1): see :func:`deeplab_largefov`."""
 
-    ARCHITECTURE, BACKBONE, DEFAULT_NUM_CLASSES, PREPROCESSING = "deeplab_largefov", "vgg16", 21, "fcn"
+    ARCHITECTURE, BACKBONE, DEFAULT_NUM_CLASSES, PREPROCESSING = "deeplab_largefov", "vgg16", 21, "deeplab"
     OPTIONS = {"alpha": 1.0}
 
     @classmethod
@@ -135,7 +135,7 @@ class DeepLabLargeFOV(FamilyModel):
 class DeepLabASPP(FamilyModel):
     """DeepLab v2 ASPP over VGG16: see :func:`deeplab_aspp`."""
 
-    ARCHITECTURE, BACKBONE, DEFAULT_NUM_CLASSES, PREPROCESSING = "deeplab_aspp", "vgg16", 21, "fcn"
+    ARCHITECTURE, BACKBONE, DEFAULT_NUM_CLASSES, PREPROCESSING = "deeplab_aspp", "vgg16", 21, "deeplab"
     OPTIONS = {"alpha": 1.0, "rates": list(ASPP_L_RATES)}
 
     @classmethod
@@ -192,7 +192,7 @@ def deeplab_largefov(
         num_classes: classes (21 for PASCAL VOC), or the length of ``class_names``.
         input_shape: ``(height, width, 3)``; ``None`` sizes accept any image.
         include_preprocessing: take RGB 0-255 images and subtract the BGR mean
-            inside the model (DeepLab's 104.008/116.669/122.675 is the ``"fcn"`` mode to 0.004).
+            inside the model (DeepLab's BGR mean 104.008/116.669/122.675, mode ``"deeplab"``).
         weights: ``None``, ``"imagenet"`` or the path of a keras.applications VGG16
             weights file with top: conv1_1 ... conv5_3 copied, fc6/fc7 subsampled
             from VGG16's fc6/fc7 as the authors' init did (:func:`load_imagenet_weights`);

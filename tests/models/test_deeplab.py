@@ -83,7 +83,7 @@ def caffe_forward(model, image: np.ndarray) -> np.ndarray:
     """The released prototxt's test net (fc8 -> fc8_interp), cut to the image as DeepLab's test code does."""
     from fcn_keras.preprocessing import preprocess
 
-    x = np.asarray(preprocess(image[None].astype(np.float32), "fcn"), np.float64)[0]
+    x = np.asarray(preprocess(image[None].astype(np.float32), "deeplab"), np.float64)[0]
     for block, convs in enumerate((2, 2, 3, 3, 3), start=1):
         for i in range(1, convs + 1):
             x = conv(x, model.get_layer(f"conv{block}_{i}"))
