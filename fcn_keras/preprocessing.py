@@ -40,6 +40,8 @@ MODES: dict[str, Mode] = {
     "siftflow": Mode("RGB->BGR, minus the reference FCN mean on SIFT Flow (siftflow_layers.py)",
                      (114.578, 115.294, 108.353)),
     "caffe": Mode("RGB->BGR, minus the ImageNet mean (keras.applications VGG16, ResNet50)", CAFFE_BGR_MEAN),
+    "segnet": Mode("RGB->BGR, values 0-255 as they are (SegNet-Tutorial's DenseImageData: OpenCV BGR, no mean, no "
+                   "scale)", (0.0, 0.0, 0.0)),
     "tf": Mode("scaled to [-1, 1] (keras.applications MobileNetV2)"),
     "torch": Mode("scaled to [0, 1], minus the ImageNet mean, divided by its std"),
 }
@@ -53,7 +55,7 @@ def check_mode(mode: str, argument: str = "preprocessing") -> str:
         >>> check_mode("bgr")
         Traceback (most recent call last):
         ...
-        ValueError: preprocessing must be one of ['caffe', 'fcn', 'nyud', 'pascalcontext', 'siftflow', 'tf', 'torch'], got 'bgr'
+        ValueError: preprocessing must be one of ['caffe', 'fcn', 'nyud', 'pascalcontext', 'segnet', 'siftflow', 'tf', 'torch'], got 'bgr'
     """
     if mode not in MODES:
         raise ValueError(f"{argument} must be one of {sorted(MODES)}, got {mode!r}")

@@ -5,8 +5,8 @@ maximum (the "switches", Caffe's ``pool*_mask``) and later put decoder values
 back at exactly those positions, zeros elsewhere. ``tf.nn.max_pool_with_argmax``
 is not a TFLite builtin and is TensorFlow only, so :class:`Unpooling2D` keeps no
 indices: it recomputes the switches from the tensor that went into the pooling,
-with two max poolings, nearest-neighbour upsampling and comparisons, which
-every Keras backend and TFLite's builtin op set have.
+with strided slices, maxima, comparisons and reshapes, which every Keras
+backend and TFLite's builtin op set have.
 
 The switches are Caffe's (``pooling_layer.cpp``/``.cu``, used by caffe-segnet
 and DeconvNet's Caffe): the maximum is updated only on a strictly greater
@@ -27,28 +27,37 @@ from keras import ops
 _PACKAGE = "fcn_keras"
 
 
-def _window_max(x):
-    # Caffe's ceil-mode 2x2/2 max pooling; "same" pads only at the bottom/right, with values that never win.
-    return ops.max_pool(x, 2, 2, padding="same")
+def _quarters(x):
+    # The four positions of every 2x2 window as maps of the pooled size, in row-major order: (0,0), (0,1),
+    # (1,0), (1,1). A -inf row/column at the bottom/right completes the partial windows of odd sizes (Caffe's
+    # ceil mode clips them) without ever being a maximum.
+    size = ops.shape(x)
+    h, w = (size[1] + 1) // 2, (size[2] + 1) // 2
+    x = ops.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)), constant_values=float("-inf"))
+    return [x[:, r : r + 2 * h : 2, c : c + 2 * w : 2, :] for r in (0, 1) for c in (0, 1)]
 
 
-def _spread(x, like):
-    # Each window's value on its (up to) 2x2 input positions, cropped to ``like``'s height and width.
-    shape = ops.shape(like)
-    x = ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)
-    return x[:, : shape[1], : shape[2], :]
-
-
-def _switch_mask(x):
-    is_max = ops.equal(x, _spread(_window_max(x), x))
-    # Rank the four positions of a window by row-major order, earliest highest (4, 3 / 2, 1); among the
-    # positions holding the maximum the highest rank wins, and ranks within a window are distinct.
-    shape = ops.shape(x)
-    rows = ops.cast(ops.arange(shape[1]) % 2, x.dtype)
-    cols = ops.cast(ops.arange(shape[2]) % 2, x.dtype)
-    rank = 4 - 2 * rows[None, :, None, None] - cols[None, None, :, None]
-    rank = ops.where(is_max, rank, ops.zeros_like(x))
-    return ops.equal(rank, _spread(_window_max(rank), x))
+def _unpool(values, x):
+    # Caffe's max pooling updates only on a strictly greater value, so each window's first maximum in
+    # row-major order takes the value; the later positions take it only if no earlier one holds the maximum.
+    quarters = _quarters(x)
+    maximum = ops.maximum(ops.maximum(quarters[0], quarters[1]), ops.maximum(quarters[2], quarters[3]))
+    zeros = ops.zeros_like(values)
+    taken = None
+    placed = []
+    for quarter in quarters:
+        here = ops.equal(quarter, maximum)
+        if taken is not None:
+            here = ops.logical_and(here, ops.logical_not(taken))
+        taken = here if taken is None else ops.logical_or(taken, here)
+        placed.append(ops.where(here, values, zeros))
+    # Interleave the four maps back into the 2h x 2w grid, then crop to the input's size.
+    n, h, w, c = ops.shape(values)
+    top = ops.reshape(ops.stack(placed[:2], axis=3), (n, h, 2 * w, c))
+    bottom = ops.reshape(ops.stack(placed[2:], axis=3), (n, h, 2 * w, c))
+    grid = ops.reshape(ops.stack([top, bottom], axis=2), (n, 2 * h, 2 * w, c))
+    size = ops.shape(x)
+    return grid[:, : size[1], : size[2], :]
 
 
 def switches(pooled_input):
@@ -64,7 +73,7 @@ def switches(pooled_input):
         [[1, 0, 0], [0, 0, 1], [1, 0, 1]]
     """
     x = ops.convert_to_tensor(pooled_input)
-    return ops.cast(_switch_mask(x), x.dtype)
+    return _unpool(ops.ones_like(_quarters(x)[0]), x)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -92,7 +101,7 @@ class Unpooling2D(keras.layers.Layer):
         values, pooled_input = inputs
         values = ops.convert_to_tensor(values, dtype=self.compute_dtype)
         pooled_input = ops.convert_to_tensor(pooled_input, dtype=self.compute_dtype)
-        return ops.where(_switch_mask(pooled_input), _spread(values, pooled_input), ops.zeros_like(pooled_input))
+        return _unpool(values, pooled_input)
 
     def compute_output_shape(self, input_shapes):
         values_shape, input_shape = (tuple(s) for s in input_shapes)

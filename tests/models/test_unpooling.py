@@ -63,10 +63,16 @@ def tied(shape, seed):
 SIZES = [(1, 1), (1, 4), (3, 1), (6, 8), (7, 9), (13, 10), (23, 30)]
 
 
-def unpooling_model() -> keras.Model:
+def unpooling_model(channels: int = 4) -> keras.Model:
     # One compiled graph per input size on JAX, instead of one dispatch per op of an eager layer call.
-    values, pooled_input = keras.Input((None, None, 4)), keras.Input((None, None, 4))
+    values, pooled_input = keras.Input((None, None, channels)), keras.Input((None, None, channels))
     return keras.Model([values, pooled_input], Unpooling2D()([values, pooled_input]))
+
+
+def switches_of(x: np.ndarray) -> np.ndarray:
+    """:func:`switches` of ``x`` (NHWC), run as one compiled graph."""
+    inputs = keras.Input((None, None, x.shape[-1]))
+    return keras.ops.convert_to_numpy(keras.Model(inputs, keras.layers.Lambda(switches)(inputs)).predict_on_batch(x))
 
 
 @pytest.mark.backend_agnostic
@@ -106,15 +112,14 @@ def test_ties_go_to_the_first_maximum_in_row_major_order():
         "all negative, equal": ([[-1, -1], [-1, -1]], (0, 0)),
     }
     x = np.asarray([window for window, _ in windows.values()], "float32")[..., None]  # one image per window
-    found = keras.ops.convert_to_numpy(switches(x))[..., 0]
+    found = switches_of(x)[..., 0]
     for (name, (_, (i, j))), mask in zip(windows.items(), found):
         expected = np.zeros((2, 2))
         expected[i, j] = 1
         np.testing.assert_array_equal(mask, expected, err_msg=name)
     # A partial window at the bottom-right edge of an odd map: its one or two positions only.
     x = np.asarray([[0, 0, 7], [0, 0, 7], [6, 6, 6]], "float32").reshape(1, 3, 3, 1)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(switches(x))[0, :, :, 0],
-                                  [[1, 0, 1], [0, 0, 0], [1, 0, 1]])
+    np.testing.assert_array_equal(switches_of(x)[0, :, :, 0], [[1, 0, 1], [0, 0, 0], [1, 0, 1]])
 
 
 @pytest.mark.backend_agnostic
@@ -122,16 +127,16 @@ def test_one_switch_per_window_and_decoder_values_land_on_the_encoder_maxima():
     # An identity decoder: unpooling the pooling's own output puts each window's maximum back where it was
     # and nothing elsewhere, so pooling that map again gives the same pooled values.
     x = tied((2, 11, 14, 3), seed=3)
-    pool = keras.layers.MaxPooling2D(2, 2, padding="same")
-    pooled = keras.ops.convert_to_numpy(pool(x))
-    mask = keras.ops.convert_to_numpy(switches(x))
+    pooled = keras.ops.convert_to_numpy(keras.layers.MaxPooling2D(2, 2, padding="same")(x))
+    mask = switches_of(x)
     assert set(np.unique(mask)) == {0.0, 1.0}
     padded = np.pad(mask, ((0, 0), (0, 1), (0, 0), (0, 0)))  # 11 rows: the last windows are partial
     per_window = padded.reshape(2, 6, 2, 7, 2, 3).sum(axis=(2, 4))
     np.testing.assert_array_equal(per_window, np.ones((2, 6, 7, 3)))
-    unpooled = keras.ops.convert_to_numpy(Unpooling2D()([pooled, x]))
+    unpooled = keras.ops.convert_to_numpy(unpooling_model(3).predict_on_batch([pooled, x]))
     np.testing.assert_array_equal(unpooled, np.where(mask == 1, x, 0))
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(pool(np.where(mask == 1, x, -10.0))), pooled)
+    # Pooling the unpooled map (everything else below the values) gives the pooled values back.
+    np.testing.assert_array_equal(per_channel(caffe_max_pool_with_mask, np.where(mask == 1, x, -10.0))[0], pooled)
 
 
 @pytest.mark.backend_agnostic
