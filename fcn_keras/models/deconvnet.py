@@ -71,6 +71,7 @@ class DeconvNet(FamilyModel):
     DEFAULT_NUM_CLASSES = 21
     PREPROCESSING = "fcn"
     OPTIONS = {"alpha": 1.0}
+    MIN_INPUT_SIZE = MIN_INPUT_SIZE  # read by fcn_keras.export's size check
 
     @classmethod
     def graph(cls, x, image, num_classes: int, alpha: float):
@@ -137,7 +138,7 @@ def deconvnet(
 
     Example:
         >>> model = deconvnet(num_classes=3, alpha=1 / 16)
-        >>> model(keras.ops.zeros((1, 193, 200, 3))).shape, model.get_layer("fc6").output.shape[-1]
+        >>> tuple(model(keras.ops.zeros((1, 193, 200, 3))).shape), model.get_layer("fc6").output.shape[-1]
         ((1, 193, 200, 3), 256)
     """
     alpha = check_alpha(alpha)

@@ -196,7 +196,7 @@ def segnet(
 
     Example:
         >>> model = segnet(num_classes=3, alpha=1 / 16)
-        >>> model(keras.ops.zeros((1, 37, 50, 3))).shape, model.get_layer("upsample4").name
+        >>> tuple(model(keras.ops.zeros((1, 37, 50, 3))).shape), model.get_layer("upsample4").name
         ((1, 37, 50, 3), 'upsample4')
     """
     alpha = check_alpha(alpha)
