@@ -31,7 +31,8 @@ def model():
 
 @pytest.mark.backend_agnostic
 def test_logits_have_the_input_size(model):
-    check_logits(model, IMAGES + random_images([(1, 1), (5, 3)]))
+    # Odd sizes: partial pooling windows at every level down to 1x1 (each size is one more compiled graph).
+    check_logits(model, random_images([(37, 50), (5, 3)]))
 
 
 def test_round_trip(model, tmp_path):
