@@ -42,6 +42,8 @@ MODES: dict[str, Mode] = {
     "deeplab": Mode("RGB->BGR, minus DeepLab's mean on PASCAL VOC (deeplab-public's LargeFOV train.prototxt)",
                     (104.008, 116.669, 122.675)),
     "caffe": Mode("RGB->BGR, minus the ImageNet mean (keras.applications VGG16, ResNet50)", CAFFE_BGR_MEAN),
+    "segnet": Mode("RGB->BGR, values 0-255 as they are (SegNet-Tutorial's DenseImageData: OpenCV BGR, no mean, no "
+                   "scale)", (0.0, 0.0, 0.0)),
     "tf": Mode("scaled to [-1, 1] (keras.applications MobileNetV2)"),
     "torch": Mode("scaled to [0, 1], minus the ImageNet mean, divided by its std"),
 }

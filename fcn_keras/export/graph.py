@@ -89,8 +89,11 @@ def float32_model(model: SegmentationModel) -> SegmentationModel:
     return clone
 
 
-def check_same_size(model: keras.Model) -> None:
+def check_same_size(model: keras.Model, min_input_size: int | None = None) -> None:
     """Refuses a model whose logits do not have the input's height and width.
+
+    The probe image is at least ``min_input_size`` (default: the model's
+    ``MIN_INPUT_SIZE``, 1 if it has none) on each side.
 
     The exported ``mask`` is one class per input pixel; a model that changes the
     size (a classifier, an FCN without its final crop) cannot honour that.
@@ -105,7 +108,9 @@ def check_same_size(model: keras.Model) -> None:
     shape = model.input_shape
     if isinstance(shape, list) or len(shape) != 4 or shape[-1] != 3:
         raise ValueError(f"export needs a model with one (N, H, W, 3) image input; {model.name!r} has {shape}")
-    size = tuple(s if s is not None else p for s, p in zip(shape[1:3], _PROBE_SIZE))
+    # A model that needs larger images (DeconvNet's 7x7 fc6: 193) says so in MIN_INPUT_SIZE.
+    minimum = int(getattr(model, "MIN_INPUT_SIZE", 1) if min_input_size is None else min_input_size)
+    size = tuple(s if s is not None else max(p, minimum) for s, p in zip(shape[1:3], _PROBE_SIZE))
     output = model(np.zeros((1, *size, 3), "float32"), training=False)
     out_shape = tuple(output.shape)
     if len(out_shape) != 4 or out_shape[1:3] != size:
@@ -139,7 +144,7 @@ def logits_function(model: SegmentationModel, *, reference: bool = False,
     float_model = float32_model(model)
     network = reference_graph(float_model) if reference else float_model
     if check:
-        check_same_size(network)
+        check_same_size(network, getattr(model, "MIN_INPUT_SIZE", None))  # a reference graph has no attribute
 
     def logits(images):
         x = keras.ops.cast(images, "float32")

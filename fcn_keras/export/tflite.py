@@ -287,13 +287,17 @@ class TFLiteModel:
             raise FileNotFoundError(f"TFLite file {self.path} does not exist")
         self.info = read_sidecar(path) if sidecar_path(path).is_file() else None
         self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
-        self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         signature = self._input.get("shape_signature", self._input["shape"])
         self.input_size = None if min(signature[1:3]) < 0 else tuple(int(s) for s in signature[1:3])
         self.input_dtype = self._input["dtype"]
-        self._shape = tuple(self._input["shape"])
+        # A file of any size is allocated at its first image's size (logits() resizes), not at the 1x1
+        # placeholder shape, which a network may refuse (DeconvNet's 7x7 fc6 needs images of 193 or more).
+        self._shape = None
+        if self.input_size is not None:
+            self.interpreter.allocate_tensors()
+            self._shape = tuple(self._input["shape"])
 
     def logits(self, image) -> np.ndarray:
         """Float32 logits ``(H, W, C)`` of one RGB 0-255 image ``(H, W, 3)``."""

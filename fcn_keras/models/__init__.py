@@ -9,6 +9,7 @@ Example:
 from fcn_keras.models.architectures import ARCHITECTURES, build
 from fcn_keras.models.backbones import BACKBONES, convolutionalize
 from fcn_keras.models.cam import cam_classifier, cam_vgg16, class_activation_model
+from fcn_keras.models.deconvnet import deconvnet
 from fcn_keras.models.deeplab import deeplab_aspp, deeplab_largefov
 from fcn_keras.models.family_model import FamilyModel
 from fcn_keras.models.fcn import FCN, build_fcn, fcn8s, fcn8s_atonce, fcn16s, fcn32s
@@ -22,12 +23,13 @@ from fcn_keras.models.layers import (
     bilinear_kernel,
 )
 from fcn_keras.models.segmentation_model import SegmentationModel, reference_graph, require_segmentation_model
+from fcn_keras.models.segnet import segnet
 from fcn_keras.models.shift_and_stitch import rarefy, shift_and_stitch
 from fcn_keras.models.siftflow import fcn16s_two_heads
 
 __all__ = [
     "ARCHITECTURES", "BACKBONES", "FCN", "HEADS", "BilinearUpsamplingInitializer", "CropToReference", "FamilyModel",
     "PadToMultiple", "Preprocessing", "Scale", "SegmentationModel", "bilinear_kernel", "build", "build_fcn",
-    "cam_classifier", "cam_vgg16", "class_activation_model", "convolutionalize", "deeplab_aspp", "deeplab_largefov", "fcn8s", "fcn8s_atonce", "fcn16s",
-    "fcn16s_two_heads", "fcn32s", "rarefy", "reference_graph", "require_segmentation_model", "shift_and_stitch",
+    "cam_classifier", "cam_vgg16", "class_activation_model", "convolutionalize", "deconvnet", "deeplab_aspp", "deeplab_largefov", "fcn8s", "fcn8s_atonce", "fcn16s",
+    "fcn16s_two_heads", "fcn32s", "rarefy", "reference_graph", "require_segmentation_model", "segnet", "shift_and_stitch",
 ]

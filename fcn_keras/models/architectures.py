@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from typing import Callable
 
+from fcn_keras.models.deconvnet import deconvnet
 from fcn_keras.models.deeplab import deeplab_aspp, deeplab_largefov
 from fcn_keras.models.fcn import fcn8s, fcn8s_atonce, fcn16s, fcn32s
 from fcn_keras.models.segmentation_model import SegmentationModel
+from fcn_keras.models.segnet import segnet
 from fcn_keras.models.siftflow import fcn16s_two_heads
 
 ARCHITECTURES: dict[str, Callable[..., SegmentationModel]] = {
     "fcn32s": fcn32s, "fcn16s": fcn16s, "fcn8s": fcn8s, "fcn8s_atonce": fcn8s_atonce,
     "fcn16s_two_heads": fcn16s_two_heads, "deeplab_largefov": deeplab_largefov, "deeplab_aspp": deeplab_aspp,
+    "deconvnet": deconvnet, "segnet": segnet,
 }
 """Architecture name -> its keras.applications-style builder."""
 
