@@ -1,9 +1,14 @@
 """Every ```python example of the README and docs/ runs, as a reader would run it.
 
-Each page's blocks run in order in one fresh Python process (one import per page; the
-blocks of a page share their variables, as in a notebook), in an empty temporary working
-directory, with the network closed (HTTP(S) proxies point at a closed loopback port) and
-empty fcn_keras/Keras caches. The examples themselves make what they need (a synthetic
+Each page's blocks run in order in one fresh Python process of its own (the blocks of a page
+share their variables, as in a notebook), in an empty temporary working directory, with the
+network closed (HTTP(S) proxies point at a closed loopback port) and empty fcn_keras/Keras
+caches. The page processes are forked from one process that has only imported TensorFlow,
+Keras and fcn_keras (:data:`_ZYGOTE`): importing TensorFlow costs about 5 s of CPU, once per
+page otherwise. A page still starts from a process no other page ran in, with a fresh
+namespace (a page that forgets an import fails), its own environment, working directory and
+caches; what it shares is only the state those imports left, which a reader's own imports
+make alike. The examples themselves make what they need (a synthetic
 dataset, a quick training run, a saved model), so what a reader copies works as written.
 
 One thing no example can make offline is a file that is published on the internet. Where a
@@ -22,8 +27,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -156,6 +161,60 @@ os._exit(0)  # every block ran: skip the interpreter's teardown of TensorFlow (a
 '''
 
 
+# The parent of the page processes: imports what every page imports first, once, then forks one
+# child per request (a JSON line on stdin) that takes on the page's files, directory, environment and
+# arguments and runs _RUNNER; it answers with the child's exit status and CPU time (a JSON line).
+# Forking is safe here: nothing has run TensorFlow yet (no op, no thread pool; one thread).
+_ZYGOTE = r"""
+import json, os, runpy, shutil, signal, sys, traceback
+import tensorflow, keras, fcn_keras  # noqa: F401 (about 5 s of CPU: paid once, not once per page)
+keras_home = os.environ["KERAS_HOME"]  # Keras read it on import: its cache for every page
+sys.stdout.flush()
+print(json.dumps({"ready": os.getpid()}), flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            for fd, name in ((1, "stdout"), (2, "stderr")):
+                os.dup2(os.open(request[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+            os.chdir(request["cwd"])
+            os.environ.clear()
+            os.environ.update(request["env"])
+            # What Keras' import does with $KERAS_HOME, here for the page's own.
+            os.makedirs(os.environ["KERAS_HOME"], exist_ok=True)
+            shutil.copyfile(os.path.join(keras_home, "keras.json"), os.path.join(os.environ["KERAS_HOME"], "keras.json"))
+            sys.argv = [request["runner"], request["spec"]]
+            sys.path[0] = os.path.dirname(request["runner"])  # as for `python runner.py`
+            # No page may find anything an earlier page left in the Keras cache they share.
+            left = sorted(set(os.listdir(keras_home)) - {"keras.json"})
+            if left:
+                raise RuntimeError(f"an earlier page left files in Keras' cache {keras_home}: {left}")
+            signal.alarm(request["timeout"])  # SIGALRM's default action ends the process
+            runpy.run_path(request["runner"], run_name="__main__")
+            status = 0
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    _, wait_status, usage = os.wait4(pid, 0)
+    # What the page left in the shared Keras cache is named (the page fails) and removed (the next is not hit).
+    left = sorted(set(os.listdir(keras_home)) - {"keras.json"})
+    for name in left:
+        path = os.path.join(keras_home, name)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+    print(json.dumps({"returncode": os.waitstatus_to_exitcode(wait_status), "user": usage.ru_utime,
+                      "system": usage.ru_stime, "left_in_keras_cache": left}), flush=True)
+"""
+
+
 def _environment(tmp: Path) -> dict:
     env = {key: value for key, value in os.environ.items()
            if key.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
@@ -180,9 +239,39 @@ def test_every_page_with_python_examples_is_run():
     assert all(python_blocks(ROOT / page) for page in PAGES), "a page in PAGES has no ```python block"
 
 
+@pytest.fixture(scope="module")
+def zygote(tmp_path_factory):
+    """The process the pages' processes are forked from (:data:`_ZYGOTE`), with a page's environment."""
+    home = tmp_path_factory.mktemp("docs-zygote")
+    (home / "zygote.py").write_text(_ZYGOTE)
+    with open(home / "stderr", "w") as stderr:
+        process = subprocess.Popen([sys.executable, str(home / "zygote.py")], cwd=home, env=_environment(home),
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    if not process.stdout.readline().startswith('{"ready"'):
+        process.kill()
+        pytest.fail(f"the pages' parent process did not start:\n{(home / 'stderr').read_text()[-4000:]}")
+    yield process, home
+    process.stdin.close()
+    process.wait(timeout=60)
+
+
+def _run_page(zygote, tmp_path: Path, work: Path) -> dict:
+    process, home = zygote
+    request = {"runner": str(tmp_path / "runner.py"), "spec": str(tmp_path / "spec.json"), "cwd": str(work),
+               "env": _environment(tmp_path), "stdout": str(tmp_path / "stdout"), "stderr": str(tmp_path / "stderr"),
+               "timeout": PAGE_TIMEOUT_S}
+    process.stdin.write(json.dumps(request) + "\n")
+    process.stdin.flush()
+    answer = process.stdout.readline()
+    if not answer:
+        pytest.fail(f"the pages' parent process died:\n{(home / 'stderr').read_text()[-4000:]}", pytrace=False)
+    return {**json.loads(answer), "stdout": (tmp_path / "stdout").read_text(errors="replace"),
+            "stderr": (tmp_path / "stderr").read_text(errors="replace")}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
-def test_page_examples_run(page, tmp_path, stand_ins):
+def test_page_examples_run(page, tmp_path, stand_ins, zygote):
     path = ROOT / page
     blocks = python_blocks(path)
     work = tmp_path / "work"
@@ -191,26 +280,22 @@ def test_page_examples_run(page, tmp_path, stand_ins):
             "setup": [_zoo_cache_stand_in(name, stand_ins / name) for name in ZOO_STAND_INS.get(page, ())]}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     (tmp_path / "runner.py").write_text(_RUNNER)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    try:
-        run = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "spec.json")], cwd=work,
-                             env=_environment(tmp_path), capture_output=True, text=True, timeout=PAGE_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
-        pytest.fail(f"{page}: its examples ran past {PAGE_TIMEOUT_S} s\n{stderr[-4000:]}", pytrace=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run = _run_page(zygote, tmp_path, work)
     shutil.rmtree(tmp_path / "fcn_keras_home", ignore_errors=True)
-    print(f"[docs test] {page}: {after.ru_utime - before.ru_utime:.1f} s user + "
-          f"{after.ru_stime - before.ru_stime:.1f} s system CPU in all")
-    print(run.stdout[-4000:])
-    print("\n".join(line for line in run.stderr.splitlines() if line.startswith("[docs test]")))
-    if run.returncode == 0:
+    if run["returncode"] == -signal.SIGALRM:
+        pytest.fail(f"{page}: its examples ran past {PAGE_TIMEOUT_S} s\n{run['stderr'][-4000:]}", pytrace=False)
+    print(f"[docs test] {page}: {run['user']:.1f} s user + {run['system']:.1f} s system CPU in all")
+    print(run["stdout"][-4000:])
+    print("\n".join(line for line in run["stderr"].splitlines() if line.startswith("[docs test]")))
+    assert not run["left_in_keras_cache"], (
+        f"{page}: its examples wrote {run['left_in_keras_cache']} into Keras' cache, which every page shares")
+    if run["returncode"] == 0:
         return
     failed = None
-    for line in reversed(run.stderr.splitlines()):
+    for line in reversed(run["stderr"].splitlines()):
         if line.startswith('{"failed": '):
             failed = json.loads(line)["failed"]
             break
     where = "the stand-in setup or the interpreter" if failed is None else next(
         f"the block at line {n} ({_first_line(source)!r})" for n, source in blocks if n == failed)
-    pytest.fail(f"{page}: {where} failed (exit status {run.returncode}):\n{run.stderr[-6000:]}", pytrace=False)
+    pytest.fail(f"{page}: {where} failed (exit status {run['returncode']}):\n{run['stderr'][-6000:]}", pytrace=False)
