@@ -85,10 +85,11 @@ while stdin_open or running:
     elif not stdin_open:
         select.select([], [], [], 0.05)
     while running:
-        pid, status = os.waitpid(-1, os.WNOHANG)
+        pid, status, usage = os.wait4(-1, os.WNOHANG)
         if not pid:
             break
-        send({"id": running.pop(pid), "returncode": os.waitstatus_to_exitcode(status)})
+        send({"id": running.pop(pid), "returncode": os.waitstatus_to_exitcode(status),
+              "cpu_s": usage.ru_utime + usage.ru_stime})
 """
 
 
@@ -163,10 +164,12 @@ class ForkServer:
 
 
 class Forked:
-    """A child of :class:`ForkServer`: ``pid``, ``returncode`` and ``communicate`` as ``Popen``'s."""
+    """A child of :class:`ForkServer`: ``pid``, ``returncode`` and ``communicate`` as ``Popen``'s;
+    ``cpu_s``, its CPU seconds (user + system), once it has ended."""
 
     def __init__(self, server: ForkServer, id: int, pid: int, output: Path):
-        self.server, self.id, self.pid, self.output, self.returncode = server, id, pid, output, None
+        self.server, self.id, self.pid, self.output = server, id, pid, output
+        self.returncode = self.cpu_s = None
 
     def communicate(self, timeout: float | None = None) -> tuple[str, None]:
         """Waits for the child to end; returns its output (stdout and stderr together)."""
@@ -176,7 +179,7 @@ class Forked:
             except subprocess.TimeoutExpired:
                 self.kill()
                 raise
-            self.returncode = done["returncode"]
+            self.returncode, self.cpu_s = done["returncode"], done["cpu_s"]
         return self.output.read_text(errors="replace"), None
 
     def kill(self) -> None:

@@ -4,8 +4,8 @@ Each page's blocks run in order in one fresh Python process of its own (the bloc
 share their variables, as in a notebook), in an empty temporary working directory, with the
 network closed (HTTP(S) proxies point at a closed loopback port) and empty fcn_keras/Keras
 caches. The page processes are forked from one process that has only imported TensorFlow,
-Keras and fcn_keras (:data:`_ZYGOTE`): importing TensorFlow costs about 5 s of CPU, once per
-page otherwise. A page still starts from a process no other page ran in, with a fresh
+Keras and fcn_keras (``tests/forkserver.py``): importing TensorFlow costs about 5 s of CPU,
+once per page otherwise. A page still starts from a process no other page ran in, with a fresh
 namespace (a page that forgets an import fails), its own environment, working directory and
 caches; what it shares is only the state those imports left, which a reader's own imports
 make alike. The examples themselves make what they need (a synthetic
@@ -28,13 +28,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.forkserver import ForkServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,60 +162,6 @@ os._exit(0)  # every block ran: skip the interpreter's teardown of TensorFlow (a
 '''
 
 
-# The parent of the page processes: imports what every page imports first, once, then forks one
-# child per request (a JSON line on stdin) that takes on the page's files, directory, environment and
-# arguments and runs _RUNNER; it answers with the child's exit status and CPU time (a JSON line).
-# Forking is safe here: nothing has run TensorFlow yet (no op, no thread pool; one thread).
-_ZYGOTE = r"""
-import json, os, runpy, shutil, signal, sys, traceback
-import tensorflow, keras, fcn_keras  # noqa: F401 (about 5 s of CPU: paid once, not once per page)
-keras_home = os.environ["KERAS_HOME"]  # Keras read it on import: its cache for every page
-sys.stdout.flush()
-print(json.dumps({"ready": os.getpid()}), flush=True)
-for line in sys.stdin:
-    request = json.loads(line)
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            for fd, name in ((1, "stdout"), (2, "stderr")):
-                os.dup2(os.open(request[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
-            os.chdir(request["cwd"])
-            os.environ.clear()
-            os.environ.update(request["env"])
-            # What Keras' import does with $KERAS_HOME, here for the page's own.
-            os.makedirs(os.environ["KERAS_HOME"], exist_ok=True)
-            shutil.copyfile(os.path.join(keras_home, "keras.json"), os.path.join(os.environ["KERAS_HOME"], "keras.json"))
-            sys.argv = [request["runner"], request["spec"]]
-            sys.path[0] = os.path.dirname(request["runner"])  # as for `python runner.py`
-            # No page may find anything an earlier page left in the Keras cache they share.
-            left = sorted(set(os.listdir(keras_home)) - {"keras.json"})
-            if left:
-                raise RuntimeError(f"an earlier page left files in Keras' cache {keras_home}: {left}")
-            signal.alarm(request["timeout"])  # SIGALRM's default action ends the process
-            runpy.run_path(request["runner"], run_name="__main__")
-            status = 0
-        except SystemExit as exc:
-            status = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(status)
-    _, wait_status, usage = os.wait4(pid, 0)
-    # What the page left in the shared Keras cache is named (the page fails) and removed (the next is not hit).
-    left = sorted(set(os.listdir(keras_home)) - {"keras.json"})
-    for name in left:
-        path = os.path.join(keras_home, name)
-        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
-    print(json.dumps({"returncode": os.waitstatus_to_exitcode(wait_status), "user": usage.ru_utime,
-                      "system": usage.ru_stime, "left_in_keras_cache": left}), flush=True)
-"""
-
-
 def _environment(tmp: Path) -> dict:
     env = {key: value for key, value in os.environ.items()
            if key.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
@@ -240,38 +187,17 @@ def test_every_page_with_python_examples_is_run():
 
 
 @pytest.fixture(scope="module")
-def zygote(tmp_path_factory):
-    """The process the pages' processes are forked from (:data:`_ZYGOTE`), with a page's environment."""
-    home = tmp_path_factory.mktemp("docs-zygote")
-    (home / "zygote.py").write_text(_ZYGOTE)
-    with open(home / "stderr", "w") as stderr:
-        process = subprocess.Popen([sys.executable, str(home / "zygote.py")], cwd=home, env=_environment(home),
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    if not process.stdout.readline().startswith('{"ready"'):
-        process.kill()
-        pytest.fail(f"the pages' parent process did not start:\n{(home / 'stderr').read_text()[-4000:]}")
-    yield process, home
-    process.stdin.close()
-    process.wait(timeout=60)
-
-
-def _run_page(zygote, tmp_path: Path, work: Path) -> dict:
-    process, home = zygote
-    request = {"runner": str(tmp_path / "runner.py"), "spec": str(tmp_path / "spec.json"), "cwd": str(work),
-               "env": _environment(tmp_path), "stdout": str(tmp_path / "stdout"), "stderr": str(tmp_path / "stderr"),
-               "timeout": PAGE_TIMEOUT_S}
-    process.stdin.write(json.dumps(request) + "\n")
-    process.stdin.flush()
-    answer = process.stdout.readline()
-    if not answer:
-        pytest.fail(f"the pages' parent process died:\n{(home / 'stderr').read_text()[-4000:]}", pytrace=False)
-    return {**json.loads(answer), "stdout": (tmp_path / "stdout").read_text(errors="replace"),
-            "stderr": (tmp_path / "stderr").read_text(errors="replace")}
+def pages_server(tmp_path_factory):
+    """The process the pages' processes are forked from (tests/forkserver.py), with a page's environment;
+    and the Keras cache of every page (Keras reads ``$KERAS_HOME`` once, on import: the server's)."""
+    home = tmp_path_factory.mktemp("docs-pages")
+    with ForkServer(home, _environment(home)) as server:
+        yield server, home / "keras_home"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
-def test_page_examples_run(page, tmp_path, stand_ins, zygote):
+def test_page_examples_run(page, tmp_path, stand_ins, pages_server):
     path = ROOT / page
     blocks = python_blocks(path)
     work = tmp_path / "work"
@@ -280,22 +206,32 @@ def test_page_examples_run(page, tmp_path, stand_ins, zygote):
             "setup": [_zoo_cache_stand_in(name, stand_ins / name) for name in ZOO_STAND_INS.get(page, ())]}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     (tmp_path / "runner.py").write_text(_RUNNER)
-    run = _run_page(zygote, tmp_path, work)
+    server, keras_cache = pages_server
+    (tmp_path / "keras_home").mkdir()  # what Keras' import does with $KERAS_HOME, here for the page's own
+    shutil.copyfile(keras_cache / "keras.json", tmp_path / "keras_home" / "keras.json")
+    child = server.start([tmp_path / "runner.py", tmp_path / "spec.json"], env=_environment(tmp_path), cwd=work)
+    try:
+        output, _ = child.communicate(timeout=PAGE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:  # the child is killed
+        output = None
     shutil.rmtree(tmp_path / "fcn_keras_home", ignore_errors=True)
-    if run["returncode"] == -signal.SIGALRM:
-        pytest.fail(f"{page}: its examples ran past {PAGE_TIMEOUT_S} s\n{run['stderr'][-4000:]}", pytrace=False)
-    print(f"[docs test] {page}: {run['user']:.1f} s user + {run['system']:.1f} s system CPU in all")
-    print(run["stdout"][-4000:])
-    print("\n".join(line for line in run["stderr"].splitlines() if line.startswith("[docs test]")))
-    assert not run["left_in_keras_cache"], (
-        f"{page}: its examples wrote {run['left_in_keras_cache']} into Keras' cache, which every page shares")
-    if run["returncode"] == 0:
+    if output is None:
+        pytest.fail(f"{page}: its examples ran past {PAGE_TIMEOUT_S} s\n{child.output.read_text()[-4000:]}",
+                    pytrace=False)
+    # What a page leaves in the Keras cache the pages share is removed (the next page is not hit) and named.
+    left = sorted(set(os.listdir(keras_cache)) - {"keras.json"})
+    for name in left:
+        shutil.rmtree(keras_cache / name) if (keras_cache / name).is_dir() else (keras_cache / name).unlink()
+    assert not left, f"{page}: its examples wrote {left} into Keras' cache {keras_cache}, which every page shares"
+    print(f"[docs test] {page}: {child.cpu_s:.1f} s of CPU in all")
+    print(output[-4000:])
+    if child.returncode == 0:
         return
     failed = None
-    for line in reversed(run["stderr"].splitlines()):
+    for line in reversed(output.splitlines()):
         if line.startswith('{"failed": '):
             failed = json.loads(line)["failed"]
             break
     where = "the stand-in setup or the interpreter" if failed is None else next(
         f"the block at line {n} ({_first_line(source)!r})" for n, source in blocks if n == failed)
-    pytest.fail(f"{page}: {where} failed (exit status {run['returncode']}):\n{run['stderr'][-6000:]}", pytrace=False)
+    pytest.fail(f"{page}: {where} failed (exit status {child.returncode}):\n{output[-6000:]}", pytrace=False)
