@@ -85,8 +85,8 @@ def runs(tmp_path_factory):
     sizes: on 2 mirrored CPUs, and in the same process a mirrored run killed after 7 steps resumed, then
     one device (the default strategy: no replicas); and by two workers on localhost
     (MultiWorkerMirroredStrategy), with FCN_KERAS_TEST_MULTI_WORKER_RESUME=1 in the same processes
-    resuming two workers killed after 7 steps. Runs share processes where they can: starting
-    TensorFlow dominates these runs.
+    resuming two workers killed after 7 steps. Runs share processes where they can, and the processes
+    are forked from one that has imported TensorFlow: starting TensorFlow dominated these runs.
     """
     from fcn_keras.data import write_synthetic_voc
 
@@ -211,7 +211,7 @@ def test_killed_mirrored_run_resumes_to_the_same_weights_and_log(runs):
 
 
 @pytest.mark.skipif(not MULTI_WORKER_RESUME, reason="two more worker processes and two resumed runs (about 30 s of "
-                    "CPU on top of the module's 110 s); set FCN_KERAS_TEST_MULTI_WORKER_RESUME=1 to run it")
+                    "CPU on top of the module's 95 s); set FCN_KERAS_TEST_MULTI_WORKER_RESUME=1 to run it")
 def test_killed_multi_worker_run_resumes_to_the_same_weights_and_log(runs):
     for worker in runs["worker_outputs"]:
         _assert_resumed_like_uninterrupted(runs, "workers-resumed", "workers", worker[1])
