@@ -38,6 +38,8 @@ MATMUL_SIZE = 4096
 # "call" with TF's oneDNN allocator replaced by malloc: its pool keeps the memory that random
 # initialisation used (about twice the weights) for the life of the process.
 SYSTEM_ALLOCATOR = "call_malloc"
+# The variants whose worker builds the Keras model (the others load the exported files).
+MODEL_VARIANTS = ("call", "predict", "xla", "plain", SYSTEM_ALLOCATOR)
 WORKER_TIMEOUT_S = 1800
 
 
@@ -78,16 +80,22 @@ def run(quick: bool = False) -> dict:
     jobs = [job for job in plan(quick) if job.variant != "torch" or _has_torch()]
     workdir = tempfile.mkdtemp(prefix="fcn_bench_")
     rows = []
+    # The FLOPs are counted by the first worker that builds the model anyway (a fresh process and a
+    # 134M-parameter model cost seconds): the export step, else the first job; a worker of their own
+    # where neither builds it or the one that did failed (its rows say why).
+    count = {"count_flops": sorted({job.size for job in jobs}), "workdir": workdir, "threads": threads}
+    flops = None
     try:
-        counted = _spawn({"count_flops": sorted({job.size for job in jobs}), "workdir": workdir, "threads": threads})
-        if "error" in counted:
-            raise RuntimeError(f"counting the model's FLOPs failed: {counted['error']}")
-        flops = {int(size): value for size, value in counted["flops"].items()}
         if any(job.variant in ("saved_model", "tflite") for job in jobs):
             print("exporting FCN-8s to a SavedModel and TFLite (once, not timed)", flush=True)
-            _spawn({"prepare": True, "workdir": workdir, "threads": threads})
+            prepared = _spawn({"prepare": True, **count})
+            flops = _counted(prepared) if "flops" in prepared else None
+        if flops is None and (not jobs or jobs[0].variant not in MODEL_VARIANTS):
+            flops = _counted(_spawn(count))
         for i, job in enumerate(jobs):
-            result = _spawn({**asdict(job), "threads": threads, "workdir": workdir})
+            result = _spawn({**asdict(job), **(count if flops is None else {"threads": threads, "workdir": workdir})})
+            if flops is None:
+                flops = _counted(result if "flops" in result else _spawn(count))
             rows.append(_row(job, result, flops.get(job.size)))
             _report(i + 1, len(jobs), rows[-1])
     finally:
@@ -96,11 +104,18 @@ def run(quick: bool = False) -> dict:
     return {
         "threads": threads,
         "torch_available": _has_torch(),
-        "gflop_per_image": {f"{s}x{s}": f and round(f / 1e9, 2) for s, f in sorted(flops.items())},
+        "gflop_per_image": {f"{s}x{s}": f and round(f / 1e9, 2) for s, f in sorted((flops or {}).items())},
         "rows": rows,
         "targets": _targets(rows),
         "table": [_table_row(r) for r in rows],
     }
+
+
+def _counted(result: dict) -> dict[int, int]:
+    """The FLOPs per image size that a worker asked to count them returned."""
+    if "flops" not in result:
+        raise RuntimeError(f"counting the model's FLOPs failed: {result.get('error', result)}")
+    return {int(size): value for size, value in result["flops"].items()}
 
 
 def _has_torch() -> bool:
@@ -270,15 +285,16 @@ def _keras_model(fast: bool = True):
     return build_fcn("fcn8s", num_classes=21, fast=fast)
 
 
-def _count_flops(sizes: list[int]) -> dict:
-    # Counted on the plain network: the reference's arithmetic, whatever the fast one skips.
+def _count_flops(sizes: list[int], model=None) -> dict:
+    # The reference's arithmetic: counted on the layer graph, the same for the plain network and the
+    # fast one (whose call() skips some of it; tests/bench checks the two counts are equal).
     from bench.flops import model_flops
 
-    model = _keras_model(fast=False)
+    model = _keras_model(fast=False) if model is None else model
     return {"flops": {str(size): model_flops(model, size, size) for size in sizes}}
 
 
-def _prepare(workdir: str) -> dict:
+def _prepare(workdir: str, count_flops: list[int] | None = None) -> dict:
     import tensorflow as tf
 
     from fcn_keras.models import reference_graph
@@ -292,10 +308,10 @@ def _prepare(workdir: str) -> dict:
     tflite = tf.lite.TFLiteConverter.from_saved_model(for_tflite).convert()
     with open(os.path.join(workdir, "model.tflite"), "wb") as f:
         f.write(tflite)
-    return {"prepared": True}
+    return {"prepared": True, **(_count_flops(count_flops, model) if count_flops else {})}
 
 
-def _keras_worker(job: Job, workdir: str, threads: int) -> dict:
+def _keras_worker(job: Job, workdir: str, threads: int, count_flops: list[int] | None = None) -> dict:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -332,8 +348,9 @@ def _keras_worker(job: Job, workdir: str, threads: int) -> dict:
     a = tf.random.normal((job.matmul_size, job.matmul_size))
     matmul = tf.function(lambda a: tf.matmul(a, a))
     _, matmul_s = _median_latency(lambda a: matmul(a).numpy(), a, 3)
+    counted = _count_flops(count_flops, model) if count_flops else {}  # after the measurements: symbolic, cheap
     return {"median_s": median, "first_call_s": first, "setup_peak_rss_mb": setup_peak, "peak_rss_mb": peak,
-            "matmul_flops": 2 * job.matmul_size**3 / matmul_s}
+            "matmul_flops": 2 * job.matmul_size**3 / matmul_s, **counted}
 
 
 def _torch_worker(job: Job, threads: int) -> dict:
@@ -356,15 +373,17 @@ def _torch_worker(job: Job, threads: int) -> dict:
 
 
 def _worker(spec: dict) -> dict:
-    workdir, threads = spec.pop("workdir"), spec.pop("threads")
-    if spec.get("prepare"):
-        return _prepare(workdir)
-    if "count_flops" in spec:
-        return _count_flops(spec["count_flops"])
+    workdir, threads, count_flops = spec.pop("workdir"), spec.pop("threads"), spec.pop("count_flops", None)
+    if spec.pop("prepare", False):
+        return _prepare(workdir, count_flops)
+    if not spec:
+        return _count_flops(count_flops)
     job = Job(**spec)
     if job.variant == "torch":
         return _torch_worker(job, threads)
-    return _keras_worker(job, workdir, threads)
+    if count_flops and job.variant not in MODEL_VARIANTS:
+        raise ValueError(f"the {job.variant} worker loads an exported file: it has no model to count FLOPs on")
+    return _keras_worker(job, workdir, threads, count_flops)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ _FULL_SIZE_VGG16 = ("tests/models/test_architectures.py", "tests/models/test_con
                     "tests/zoo/test_weights_path.py")
 _FULL_SIZE_SCOPE = "full-size VGG16 modules"
 # The longest scopes start first, so that the two workers finish together (order only; any name may go).
-_LONGEST_FIRST = (_FULL_SIZE_SCOPE, "tests/training/test_training.py", "tests/test_docs_examples.py", "tests/cli",
-                  "tests/export", "tests/models/test_backends.py", "tests/training/test_jax_distribution.py",
+_LONGEST_FIRST = (_FULL_SIZE_SCOPE, "tests/training/test_training.py", "tests/cli", "tests/export",
+                  "tests/test_docs_examples.py", "tests/models/test_backends.py", "tests/training/test_jax_distribution.py",
                   "tests/models/test_architectures.py", "tests/models/test_backbones.py",
                   "tests/models/test_convolutionalize.py", "tests/training/test_slow_recipes.py",
                   "tests/models/test_precision_and_errors.py", "tests/zoo/test_zoo_load.py",

@@ -1,9 +1,14 @@
 """Every ```python example of the README and docs/ runs, as a reader would run it.
 
-Each page's blocks run in order in one fresh Python process (one import per page; the
-blocks of a page share their variables, as in a notebook), in an empty temporary working
-directory, with the network closed (HTTP(S) proxies point at a closed loopback port) and
-empty fcn_keras/Keras caches. The examples themselves make what they need (a synthetic
+Each page's blocks run in order in one fresh Python process of its own (the blocks of a page
+share their variables, as in a notebook), in an empty temporary working directory, with the
+network closed (HTTP(S) proxies point at a closed loopback port) and empty fcn_keras/Keras
+caches. The page processes are forked from one process that has only imported TensorFlow,
+Keras and fcn_keras (``tests/forkserver.py``): importing TensorFlow costs about 5 s of CPU,
+once per page otherwise. A page still starts from a process no other page ran in, with a fresh
+namespace (a page that forgets an import fails), its own environment, working directory and
+caches; what it shares is only the state those imports left, which a reader's own imports
+make alike. The examples themselves make what they need (a synthetic
 dataset, a quick training run, a saved model), so what a reader copies works as written.
 
 One thing no example can make offline is a file that is published on the internet. Where a
@@ -22,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -30,6 +34,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.forkserver import ForkServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,9 +186,18 @@ def test_every_page_with_python_examples_is_run():
     assert all(python_blocks(ROOT / page) for page in PAGES), "a page in PAGES has no ```python block"
 
 
+@pytest.fixture(scope="module")
+def pages_server(tmp_path_factory):
+    """The process the pages' processes are forked from (tests/forkserver.py), with a page's environment;
+    and the Keras cache of every page (Keras reads ``$KERAS_HOME`` once, on import: the server's)."""
+    home = tmp_path_factory.mktemp("docs-pages")
+    with ForkServer(home, _environment(home)) as server:
+        yield server, home / "keras_home"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
-def test_page_examples_run(page, tmp_path, stand_ins):
+def test_page_examples_run(page, tmp_path, stand_ins, pages_server):
     path = ROOT / page
     blocks = python_blocks(path)
     work = tmp_path / "work"
@@ -191,26 +206,32 @@ def test_page_examples_run(page, tmp_path, stand_ins):
             "setup": [_zoo_cache_stand_in(name, stand_ins / name) for name in ZOO_STAND_INS.get(page, ())]}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     (tmp_path / "runner.py").write_text(_RUNNER)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server, keras_cache = pages_server
+    (tmp_path / "keras_home").mkdir()  # what Keras' import does with $KERAS_HOME, here for the page's own
+    shutil.copyfile(keras_cache / "keras.json", tmp_path / "keras_home" / "keras.json")
+    child = server.start([tmp_path / "runner.py", tmp_path / "spec.json"], env=_environment(tmp_path), cwd=work)
     try:
-        run = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "spec.json")], cwd=work,
-                             env=_environment(tmp_path), capture_output=True, text=True, timeout=PAGE_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
-        pytest.fail(f"{page}: its examples ran past {PAGE_TIMEOUT_S} s\n{stderr[-4000:]}", pytrace=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        output, _ = child.communicate(timeout=PAGE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:  # the child is killed
+        output = None
     shutil.rmtree(tmp_path / "fcn_keras_home", ignore_errors=True)
-    print(f"[docs test] {page}: {after.ru_utime - before.ru_utime:.1f} s user + "
-          f"{after.ru_stime - before.ru_stime:.1f} s system CPU in all")
-    print(run.stdout[-4000:])
-    print("\n".join(line for line in run.stderr.splitlines() if line.startswith("[docs test]")))
-    if run.returncode == 0:
+    if output is None:
+        pytest.fail(f"{page}: its examples ran past {PAGE_TIMEOUT_S} s\n{child.output.read_text()[-4000:]}",
+                    pytrace=False)
+    # What a page leaves in the Keras cache the pages share is removed (the next page is not hit) and named.
+    left = sorted(set(os.listdir(keras_cache)) - {"keras.json"})
+    for name in left:
+        shutil.rmtree(keras_cache / name) if (keras_cache / name).is_dir() else (keras_cache / name).unlink()
+    assert not left, f"{page}: its examples wrote {left} into Keras' cache {keras_cache}, which every page shares"
+    print(f"[docs test] {page}: {child.cpu_s:.1f} s of CPU in all")
+    print(output[-4000:])
+    if child.returncode == 0:
         return
     failed = None
-    for line in reversed(run.stderr.splitlines()):
+    for line in reversed(output.splitlines()):
         if line.startswith('{"failed": '):
             failed = json.loads(line)["failed"]
             break
     where = "the stand-in setup or the interpreter" if failed is None else next(
         f"the block at line {n} ({_first_line(source)!r})" for n, source in blocks if n == failed)
-    pytest.fail(f"{page}: {where} failed (exit status {run.returncode}):\n{run.stderr[-6000:]}", pytrace=False)
+    pytest.fail(f"{page}: {where} failed (exit status {child.returncode}):\n{output[-6000:]}", pytrace=False)

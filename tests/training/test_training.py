@@ -2,7 +2,9 @@
 
 The runs use the tiny encoder of ``tiny.py`` and happen in fresh processes
 (in parallel where independent): a kill must really end a process, and
-tf.distribute's device set-up is per process.
+tf.distribute's device set-up is per process. They are forked from one process
+that has imported TensorFlow (``tests/forkserver.py``): seven runs would import it
+seven times otherwise.
 """
 
 from __future__ import annotations
@@ -10,24 +12,26 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.forkserver import ForkServer
 from tests.training import tiny
 
 RUNNER = Path(tiny.__file__)
 ROOT = RUNNER.parents[2]
 
 
-def _start(out, *args, env=None):
-    environ = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore",
-               "CUDA_VISIBLE_DEVICES": "", **(env or {})}
-    return subprocess.Popen([sys.executable, str(RUNNER), str(out), *map(str, args)], env=environ,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _environ(env=None):
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore",
+            "CUDA_VISIBLE_DEVICES": "", **(env or {})}
+
+
+def _start(server, out, *args, env=None):
+    return server.start([RUNNER, out, *args], env=_environ(env))
 
 
 def _finish(process, expected_rc=0, timeout=300):
@@ -81,13 +85,18 @@ def runs(tmp_path_factory):
     sizes: on 2 mirrored CPUs, and in the same process a mirrored run killed after 7 steps resumed, then
     one device (the default strategy: no replicas); and by two workers on localhost
     (MultiWorkerMirroredStrategy), with FCN_KERAS_TEST_MULTI_WORKER_RESUME=1 in the same processes
-    resuming two workers killed after 7 steps. Runs share processes where they can: starting
-    TensorFlow dominates these runs.
+    resuming two workers killed after 7 steps. Runs share processes where they can, and the processes
+    are forked from one that has imported TensorFlow: starting TensorFlow dominated these runs.
     """
     from fcn_keras.data import write_synthetic_voc
 
     base = tmp_path_factory.mktemp("runs")
     mixed = write_synthetic_voc(base / "mixed", num_images=20, seed=4, image_size=MIXED_SIZES, num_classes=3)
+    with ForkServer(tmp_path_factory.mktemp("forks"), _environ()) as server:
+        return _run_all(partial(_start, server), base, mixed)
+
+
+def _run_all(_start, base, mixed):
     full = _start(base / "full")
     killed = _start(base / "resumed", "--kill-after", 11)
     killed_output = _finish(killed, expected_rc=17)
@@ -202,7 +211,7 @@ def test_killed_mirrored_run_resumes_to_the_same_weights_and_log(runs):
 
 
 @pytest.mark.skipif(not MULTI_WORKER_RESUME, reason="two more worker processes and two resumed runs (about 30 s of "
-                    "CPU on top of the module's 110 s); set FCN_KERAS_TEST_MULTI_WORKER_RESUME=1 to run it")
+                    "CPU on top of the module's 95 s); set FCN_KERAS_TEST_MULTI_WORKER_RESUME=1 to run it")
 def test_killed_multi_worker_run_resumes_to_the_same_weights_and_log(runs):
     for worker in runs["worker_outputs"]:
         _assert_resumed_like_uninterrupted(runs, "workers-resumed", "workers", worker[1])
