@@ -91,7 +91,7 @@ def test_overlap_tile_output_is_the_valid_network_on_a_tile(images):
 
 
 @pytest.mark.backend_agnostic
-@pytest.mark.parametrize("size", [1, 2, 3, 37, 100, 130])
+@pytest.mark.parametrize("size", [1, 2, 37, 130])
 def test_mirror_is_numpy_reflect_repeated(size):
     x = np.random.default_rng(size).normal(size=(1, size, size + 3, 2)).astype(np.float32)
     out = keras.ops.convert_to_numpy(MirrorPadToValid(MARGIN, 16, 4)(x))
@@ -101,7 +101,6 @@ def test_mirror_is_numpy_reflect_repeated(size):
     assert (out.shape[1] - 2 * MARGIN - 4) % 16 == 0
 
 
-@pytest.mark.backend_agnostic
 def test_mirror_layer_serialization(tmp_path):
     run_layer_test(lambda: MirrorPadToValid(92, 16, 4), np.zeros((1, 5, 21, 2), np.float32), (1, 204, 220, 2),
                    tmp_path)
