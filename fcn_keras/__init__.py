@@ -20,13 +20,14 @@ import importlib
 from fcn_keras import losses, metrics, optimizers  # noqa: F401
 from fcn_keras.models import (
     FCN, SegmentationModel, build_fcn, cam_vgg16, deconvnet, deeplab_aspp, deeplab_largefov, fcn8s, fcn8s_atonce, fcn16s,
-    fcn16s_two_heads, fcn32s, segnet,
+    fcn16s_two_heads, fcn32s, pspnet, segnet, unet,
 )
 from fcn_keras.preprocessing import preprocess, preprocess_input
 
 __version__ = "0.1.0"
 __all__ = ["FCN", "SegmentationModel", "fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce", "build_fcn", "cam_vgg16",
-           "deeplab_largefov", "deeplab_aspp", "deconvnet", "segnet", "fcn16s_two_heads",
+           "deeplab_largefov", "deeplab_aspp", "deconvnet", "segnet", "unet", "pspnet",
+           "fcn16s_two_heads",
            "preprocess", "preprocess_input", "__version__"]
 
 

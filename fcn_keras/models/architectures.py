@@ -13,14 +13,16 @@ from typing import Callable
 from fcn_keras.models.deconvnet import deconvnet
 from fcn_keras.models.deeplab import deeplab_aspp, deeplab_largefov
 from fcn_keras.models.fcn import fcn8s, fcn8s_atonce, fcn16s, fcn32s
+from fcn_keras.models.pspnet import pspnet
 from fcn_keras.models.segmentation_model import SegmentationModel
 from fcn_keras.models.segnet import segnet
 from fcn_keras.models.siftflow import fcn16s_two_heads
+from fcn_keras.models.unet import unet
 
 ARCHITECTURES: dict[str, Callable[..., SegmentationModel]] = {
     "fcn32s": fcn32s, "fcn16s": fcn16s, "fcn8s": fcn8s, "fcn8s_atonce": fcn8s_atonce,
     "fcn16s_two_heads": fcn16s_two_heads, "deeplab_largefov": deeplab_largefov, "deeplab_aspp": deeplab_aspp,
-    "deconvnet": deconvnet, "segnet": segnet,
+    "deconvnet": deconvnet, "segnet": segnet, "unet": unet, "pspnet": pspnet,
 }
 """Architecture name -> its keras.applications-style builder."""
 
@@ -32,7 +34,7 @@ def build(architecture: str, **kwargs) -> SegmentationModel:
         >>> build("fcn64s")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: Unknown architecture='fcn64s'; choose one of ['deeplab_aspp', 'deeplab_largefov', ...]
+        ValueError: Unknown architecture='fcn64s'; choose one of ['deconvnet', ...]
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture={architecture!r}; choose one of {sorted(ARCHITECTURES)}")
