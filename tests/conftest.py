@@ -39,7 +39,9 @@ _LONGEST_FIRST = (_FULL_SIZE_SCOPE, "tests/training/test_training.py", "tests/cl
 
 
 # The doctests of these modules build full-size VGG16 models; the others run beside the full-size scope.
-_FULL_SIZE_DOCTESTS = ("fcn_keras]", "fcn_keras.models", "fcn_keras.zoo", "fcn_keras.caffe", "fcn_keras.training.init",
+_FULL_SIZE_DOCTESTS = ("fcn_keras]", "fcn_keras.models]", "fcn_keras.models.fcn]", "fcn_keras.models.fast",
+                       "fcn_keras.models.receptive_field]", "fcn_keras.models.segmentation_model]",
+                       "fcn_keras.models.backbones]", "fcn_keras.zoo", "fcn_keras.caffe", "fcn_keras.training.init",
                        "fcn_keras.training.compile", "fcn_keras.training.data")
 
 
