@@ -396,6 +396,8 @@ def export_saved_model(
     warmup_images = _warmup_images(warmup, max_image_size)
     progress = keras.utils.Progbar(3, verbose=1 if verbose else 0, unit_name="step")
     logits_fn, _, _ = logits_function(model)
+    # One trace of the network that both signatures call: tracing a deep Keras graph is most of an export's time.
+    logits_fn = tf.function(logits_fn, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
     functions = build_signatures(logits_fn, max_image_size, scores)
     concrete = {name: fn.get_concrete_function() for name, fn in functions.items()}
     progress.update(1)
