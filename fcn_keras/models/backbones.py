@@ -203,6 +203,51 @@ _VGG16_TO_REFERENCE = {
 }
 
 
+VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def keras_cache_dir() -> str:
+    """Where keras.applications' downloads go: ``$KERAS_HOME/models``, by default ``~/.keras/models``.
+
+    Example:
+        >>> keras_cache_dir().endswith("models")
+        True
+    """
+    return os.path.join(os.environ.get("KERAS_HOME", os.path.join("~", ".keras")), "models")
+
+
+def vgg16_convolutions(weights: str, usage: str = "weights=<path>") -> dict[str, list]:
+    """conv1_1 ... conv5_3's weights from keras.applications' ImageNet VGG16, by the reference's layer names.
+
+    ``weights`` is ``"imagenet"`` (downloads the file without top) or the path of
+    a VGG16 ``.h5`` file with or without top (read by layer name). Offline, or
+    for a file that does not fit, one error says which and what to do; ``usage``
+    says how to pass a file.
+
+    Example:
+        >>> vgg16_convolutions("/nonexistent/vgg16_notop.h5")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: weights file '/nonexistent/vgg16_notop.h5' does not exist
+    """
+    if weights == "imagenet":
+        try:
+            vgg = keras.applications.VGG16(include_top=False, weights="imagenet")
+        except Exception as exc:  # get_file raises a bare Exception on network errors
+            raise RuntimeError(
+                f"Could not download the ImageNet VGG16 weights ({VGG16_NOTOP_FILE}, fetched by "
+                f"keras.applications.VGG16(include_top=False)): {exc}. Offline, copy that file (or the with-top "
+                f"one, {_VGG16_WEIGHTS_FILE}) into Keras' cache ({keras_cache_dir()}) or pass its path: {usage}."
+            ) from exc
+    else:
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"weights file {weights!r} does not exist")
+        vgg = keras.applications.VGG16(include_top=False, weights=None)
+        _load_checked(vgg, weights)  # by layer name: a with-top or a notop file
+    return {f"conv{block}_{i}": vgg.get_layer(f"block{block}_conv{i}").get_weights()
+            for block, (_, convs) in enumerate(VGG16_BLOCKS, start=1) for i in range(1, convs + 1)}
+
+
 def load_vgg16_weights(fcn: keras.Model, weights: str) -> None:
     """Initialises an FCN's conv1_1 ... fc7 from ImageNet VGG16 via :func:`convolutionalize`.
 
@@ -220,7 +265,7 @@ def load_vgg16_weights(fcn: keras.Model, weights: str) -> None:
                 "Could not download the ImageNet VGG16 weights with top "
                 f"({_VGG16_WEIGHTS_FILE}, fetched by keras.applications.VGG16): {exc}. "
                 f"Offline, copy that file from a machine with network access into Keras' cache "
-                f"({os.path.join(os.environ.get('KERAS_HOME', os.path.join('~', '.keras')), 'models')}), or pass its "
+                f"({keras_cache_dir()}), or pass its "
                 "path: weights=<path> (build_fcn), --init <path> (fcn-keras train)."
             ) from exc
     else:

@@ -45,7 +45,7 @@ from typing import Sequence
 import keras
 from keras import layers, ops
 
-from fcn_keras.models.backbones import VGG16_BLOCKS, _load_checked
+from fcn_keras.models.backbones import VGG16_BLOCKS, vgg16_convolutions
 from fcn_keras.models.family_model import FamilyModel, check_alpha, width
 from fcn_keras.models.layers import Preprocessing
 from fcn_keras.models.segmentation_model import SegmentationModel
@@ -400,31 +400,6 @@ class CAMVGG16(FamilyModel):
         return ResizeToReference(dtype="float32", name="score")([maps, image])
 
 
-_VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-
-
-def _load_vgg16_convolutions(model: keras.Model, weights: str) -> None:
-    """conv1_1 ... conv5_3 from keras.applications VGG16 ImageNet weights (``"imagenet"`` or an .h5 path)."""
-    if weights == "imagenet":
-        try:
-            vgg = keras.applications.VGG16(include_top=False, weights="imagenet")
-        except Exception as exc:  # get_file raises a bare Exception on network errors
-            raise RuntimeError(
-                f"Could not download the ImageNet VGG16 weights ({_VGG16_NOTOP_FILE}, fetched by "
-                f"keras.applications.VGG16(include_top=False)): {exc}. Offline, copy that file (or the with-top "
-                f"one) into Keras' cache ({os.path.join(os.environ.get('KERAS_HOME', '~/.keras'), 'models')}) "
-                f"or pass its path: cam_vgg16(weights=<path>)."
-            ) from exc
-    else:
-        if not os.path.isfile(weights):
-            raise FileNotFoundError(f"weights file {weights!r} does not exist")
-        vgg = keras.applications.VGG16(include_top=False, weights=None)
-        _load_checked(vgg, weights)  # by layer name: a with-top or a notop file
-    for block, (_, convs) in enumerate(VGG16_BLOCKS, start=1):
-        for i in range(1, convs + 1):
-            model.get_layer(f"conv{block}_{i}").set_weights(vgg.get_layer(f"block{block}_conv{i}").get_weights())
-
-
 def cam_vgg16(
     num_classes: int | None = None,
     input_shape: tuple = (None, None, 3),
@@ -479,5 +454,6 @@ def cam_vgg16(
                      input_shape=input_shape, include_preprocessing=include_preprocessing,
                      preprocessing=preprocessing, card=card, name=name or "cam_vgg16", alpha=alpha)
     if weights is not None:
-        _load_vgg16_convolutions(model, weights)
+        for layer_name, values in vgg16_convolutions(weights, "cam_vgg16(weights=<path>)").items():
+            model.get_layer(layer_name).set_weights(values)
     return model

@@ -148,7 +148,7 @@ def keras_resnet50(weights: str) -> keras.Model:
     (keras.applications); a path may hold the file with or without top. Offline
     or for a file that does not fit, one error says which and what to do.
     """
-    from fcn_keras.models.backbones import _load_checked
+    from fcn_keras.models.backbones import _load_checked, keras_cache_dir
 
     if weights == "imagenet":
         try:
@@ -157,7 +157,7 @@ def keras_resnet50(weights: str) -> keras.Model:
             raise RuntimeError(
                 f"Could not download the ImageNet ResNet50 weights ({_RESNET50_NOTOP_FILE}, fetched by "
                 f"keras.applications.ResNet50): {exc}. Offline, copy that file into Keras' cache "
-                f"({os.path.join(os.environ.get('KERAS_HOME', os.path.join('~', '.keras')), 'models')}) "
+                f"({keras_cache_dir()}) "
                 "or pass its path: weights=<path>."
             ) from exc
     if not os.path.isfile(weights):

@@ -28,7 +28,7 @@ from typing import Sequence
 import keras
 from keras import layers
 
-from fcn_keras.models.backbones import VGG16_BLOCKS
+from fcn_keras.models.backbones import VGG16_BLOCKS, vgg16_convolutions
 from fcn_keras.models.family_model import FamilyModel, check_alpha, width
 from fcn_keras.models.unpooling import Unpooling2D
 from fcn_keras.palette import IGNORE_LABEL
@@ -79,32 +79,6 @@ def conv_bn_relu(x, filters: int, kernel_size: int, names: tuple[str, str, str],
     x = layers.BatchNormalization(epsilon=BN_EPSILON, beta_initializer=keras.initializers.Constant(BN_SHIFT_INIT),
                                   name=bn_name)(x)
     return layers.ReLU(name=relu_name)(x)
-
-
-def vgg16_convolutions(weights: str) -> dict[str, list]:
-    """ImageNet VGG16's 13 convolutions (keras.applications, no top) by SegNet's names: ``{"conv1_1": [kernel, bias], ...}``.
-
-    ``weights`` is ``"imagenet"`` (Keras downloads its 58 MB
-    ``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`` once) or the path of
-    that file; a failed download or a file that does not fit raises one error
-    saying which. Read before a model is built, so a bad argument costs no build.
-
-    Example:
-        >>> vgg16_convolutions("/nonexistent/vgg16_notop.h5")
-        Traceback (most recent call last):
-        ...
-        RuntimeError: Could not load the ImageNet VGG16 convolutions (weights='/nonexistent/vgg16_notop.h5', ...
-    """
-    try:
-        vgg = keras.applications.VGG16(include_top=False, weights=weights, input_shape=(None, None, 3))
-    except Exception as exc:  # get_file raises a bare Exception offline; bad files raise several types
-        raise RuntimeError(
-            f"Could not load the ImageNet VGG16 convolutions (weights={weights!r}, keras.applications.VGG16 "
-            f"without top, file vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5): {exc}. Offline, copy that "
-            "file into Keras' cache (~/.keras/models, or $KERAS_HOME/models) or pass its path as weights=<path>."
-        ) from exc
-    return {f"conv{block}_{i}": vgg.get_layer(f"block{block}_conv{i}").get_weights()
-            for block, (_, convs) in enumerate(VGG16_BLOCKS, start=1) for i in range(1, convs + 1)}
 
 
 def check_weights(weights, alpha: float, architecture: str) -> None:
@@ -201,7 +175,7 @@ def segnet(
     """
     alpha = check_alpha(alpha)
     check_weights(weights, alpha, "segnet")
-    convolutions = vgg16_convolutions(weights) if weights is not None else {}
+    convolutions = vgg16_convolutions(weights, "segnet(weights=<path>)") if weights is not None else {}
     if num_classes is None and class_names is None:
         class_names = CAMVID_CLASS_NAMES
     model = SegNet(num_classes, class_names=class_names, palette=palette, ignore_label=ignore_label,

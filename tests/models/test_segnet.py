@@ -82,7 +82,7 @@ def test_defaults_are_the_tutorials_camvid_network():
 def test_weights_errors_are_clear():
     with pytest.raises(ValueError, match="needs alpha=1.0"):
         segnet(weights="imagenet", alpha=0.5)
-    with pytest.raises(RuntimeError, match="notop"):
+    with pytest.raises(FileNotFoundError, match="vgg16_notop.h5"):
         segnet(weights="/nonexistent/vgg16_notop.h5")  # fails before building the network
 
 
