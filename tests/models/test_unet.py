@@ -35,6 +35,8 @@ def test_round_trip(model, images, tmp_path):
 
 
 def test_exports(model, images, tmp_path):
+    if model.options["padding"] == "same":  # suite time: its layers (PadToMultiple, padded convs) export in tests/export
+        pytest.skip("padding='same' adds no layer kind to export beyond the FCN encoders' PadToMultiple")
     check_exports(model, images, tmp_path)
 
 
