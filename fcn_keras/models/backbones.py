@@ -99,6 +99,18 @@ def get_backbone(name: str) -> Backbone:
     return BACKBONES[name]
 
 
+def trunk(spec: Backbone, x, backbone_weights: str | None = None) -> dict[int, object]:
+    """The backbone ``spec``'s features of ``x`` by stride (8, 16, 32): the reference trunk or a keras.applications one.
+
+    Example:
+        >>> sorted(trunk(get_backbone("tiny_vgg"), keras.Input((64, 64, 3))))
+        [8, 16, 32]
+    """
+    if spec.reference:
+        return vgg16_trunk(x)
+    return application_trunk(spec, x, backbone_weights)
+
+
 def vgg16_trunk(x) -> dict[int, object]:
     """The reference trunk conv1_1 ... drop7 (net.py) applied to ``x``; returns features by stride.
 

@@ -31,8 +31,8 @@ import keras
 from keras import layers
 
 from fcn_keras.models.backbones import VGG16_BLOCKS, load_vgg16_weights
-from fcn_keras.models.family_model import FamilyModel, check_alpha, width
-from fcn_keras.models.segnet import check_weights, conv_bn_relu
+from fcn_keras.models.family_model import FamilyModel, check_alpha, check_weights, width
+from fcn_keras.models.segnet import conv_bn_relu
 from fcn_keras.models.unpooling import Unpooling2D
 from fcn_keras.palette import IGNORE_LABEL, VOC_CLASSES
 

@@ -46,7 +46,7 @@ import keras
 from keras import layers
 
 from fcn_keras.models.backbones import VGG16_BLOCKS
-from fcn_keras.models.family_model import FamilyModel, check_alpha, width
+from fcn_keras.models.family_model import FamilyModel, check_alpha, check_weights, width
 from fcn_keras.models.layers import BilinearUpsamplingInitializer, CropToReference
 from fcn_keras.palette import IGNORE_LABEL
 
@@ -209,7 +209,7 @@ def deeplab_largefov(
         >>> [layer.name for layer in model.layers[-8:]]
         ['pool5a', 'fc6', 'drop6', 'fc7', 'drop7', 'fc8', 'fc8_interp', 'score']
     """
-    _check_weights(weights, alpha)
+    check_weights(weights, alpha, "deeplab_largefov")
     model = DeepLabLargeFOV(num_classes, class_names=class_names, palette=palette, ignore_label=ignore_label,
                             input_shape=input_shape, include_preprocessing=include_preprocessing,
                             preprocessing=preprocessing, card=card, name=name, alpha=alpha)
@@ -256,22 +256,13 @@ def deeplab_aspp(
         >>> model.get_layer("fc6_4").dilation_rate, model.options["rates"]
         ((24, 24), [6, 12, 18, 24])
     """
-    _check_weights(weights, alpha)
+    check_weights(weights, alpha, "deeplab_aspp")
     model = DeepLabASPP(num_classes, class_names=class_names, palette=palette, ignore_label=ignore_label,
                         input_shape=input_shape, include_preprocessing=include_preprocessing,
                         preprocessing=preprocessing, card=card, name=name, alpha=alpha, rates=check_rates(rates))
     if weights is not None:
         load_imagenet_weights(model, weights)
     return model
-
-
-def _check_weights(weights, alpha) -> None:
-    if weights is None:
-        return
-    if not isinstance(weights, str):
-        raise ValueError(f"weights must be None, 'imagenet' or a file path, got {weights!r}")
-    if check_alpha(alpha) != 1.0:
-        raise ValueError(f"weights={weights!r} are VGG16's (alpha=1); alpha={alpha!r} changes every layer's width")
 
 
 FC_SUBSET_STEP = 4

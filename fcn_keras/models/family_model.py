@@ -70,6 +70,31 @@ def check_input_shape(input_shape) -> tuple:
     return tuple(input_shape)
 
 
+def check_weights(weights, alpha: float, architecture: str) -> None:
+    """``weights`` must be None, "imagenet" or a path, and ImageNet weights need the authors' widths (alpha=1).
+
+    Example:
+        >>> check_weights("imagenet", 0.5, "segnet")
+        Traceback (most recent call last):
+        ...
+        ValueError: segnet: weights='imagenet' needs alpha=1.0 (VGG16's own widths), got alpha=0.5
+    """
+    if weights is not None and not isinstance(weights, str):
+        raise ValueError(f"{architecture}: weights must be None, 'imagenet' or a file path, got {weights!r}")
+    if weights is not None and check_alpha(alpha) != 1.0:
+        raise ValueError(f"{architecture}: weights={weights!r} needs alpha=1.0 (VGG16's own widths), got alpha={alpha}")
+
+
+def check_channels_last() -> None:
+    """A ``ValueError`` unless Keras' image data format is ``channels_last``, the one every fcn_keras model uses.
+
+    Example:
+        >>> check_channels_last()
+    """
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError("fcn_keras models are channels_last; set keras.config.set_image_data_format('channels_last')")
+
+
 class FamilyModel(SegmentationModel):
     """A segmentation architecture of the FCN family: identity + ``graph``; see the module docstring.
 
@@ -102,8 +127,7 @@ class FamilyModel(SegmentationModel):
             num_classes = cls.DEFAULT_NUM_CLASSES
         num_classes, class_names, palette = resolve_identity(num_classes, class_names, palette)
         input_shape = check_input_shape(input_shape)
-        if keras.config.image_data_format() != "channels_last":
-            raise ValueError("fcn_keras models are channels_last; set keras.config.set_image_data_format('channels_last')")
+        check_channels_last()
         preprocessing = preprocessing or cls.PREPROCESSING
         with dtype_policy(kwargs.get("dtype")):
             image = keras.Input(input_shape, name="image")

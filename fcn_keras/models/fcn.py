@@ -22,7 +22,7 @@ import keras
 
 from fcn_keras.models import backbones
 from fcn_keras.models.fast.program import fast_fcn
-from fcn_keras.models.family_model import check_input_shape
+from fcn_keras.models.family_model import check_channels_last, check_input_shape
 from fcn_keras.models.heads import HEADS, Head, fcn_head, head_layers
 from fcn_keras.models.layers import Preprocessing
 from fcn_keras.models.segmentation_model import SegmentationModel, dtype_policy, resolve_identity
@@ -78,17 +78,13 @@ class FCN(SegmentationModel):
             num_classes = 21
         num_classes, class_names, palette = resolve_identity(num_classes, class_names, palette)
         check_input_shape(input_shape)
-        if keras.config.image_data_format() != "channels_last":
-            raise ValueError("fcn_keras models are channels_last; set keras.config.set_image_data_format('channels_last')")
+        check_channels_last()
         preprocessing = preprocessing or spec.preprocessing
 
         with dtype_policy(kwargs.get("dtype")):
             inputs = keras.Input(tuple(input_shape), name="image")
             x = Preprocessing(preprocessing, name="preprocessing")(inputs) if include_preprocessing else inputs
-            if spec.reference:
-                features = backbones.vgg16_trunk(x)
-            else:
-                features = backbones.application_trunk(spec, x, backbone_weights)
+            features = backbones.trunk(spec, x, backbone_weights)
             table = head_layers(head, num_classes, spec.reference, trainable_upsampling)
             outputs = fcn_head(head, features, inputs, table.__getitem__, spec.reference)
         super().__init__(

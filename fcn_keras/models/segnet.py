@@ -29,7 +29,7 @@ import keras
 from keras import layers
 
 from fcn_keras.models.backbones import VGG16_BLOCKS, vgg16_convolutions
-from fcn_keras.models.family_model import FamilyModel, check_alpha, width
+from fcn_keras.models.family_model import FamilyModel, check_alpha, check_weights, width
 from fcn_keras.models.unpooling import Unpooling2D
 from fcn_keras.palette import IGNORE_LABEL
 
@@ -79,21 +79,6 @@ def conv_bn_relu(x, filters: int, kernel_size: int, names: tuple[str, str, str],
     x = layers.BatchNormalization(epsilon=BN_EPSILON, beta_initializer=keras.initializers.Constant(BN_SHIFT_INIT),
                                   name=bn_name)(x)
     return layers.ReLU(name=relu_name)(x)
-
-
-def check_weights(weights, alpha: float, architecture: str) -> None:
-    """``weights`` must be None, "imagenet" or a path, and ImageNet weights need the authors' widths (alpha=1).
-
-    Example:
-        >>> check_weights("imagenet", 0.5, "segnet")
-        Traceback (most recent call last):
-        ...
-        ValueError: segnet: weights='imagenet' needs alpha=1.0 (VGG16's own widths), got alpha=0.5
-    """
-    if weights is not None and not isinstance(weights, str):
-        raise ValueError(f"{architecture}: weights must be None, 'imagenet' or a file path, got {weights!r}")
-    if weights is not None and alpha != 1.0:
-        raise ValueError(f"{architecture}: weights={weights!r} needs alpha=1.0 (VGG16's own widths), got alpha={alpha}")
 
 
 @keras.saving.register_keras_serializable(package="fcn_keras")

@@ -36,7 +36,7 @@ import keras
 from keras import ops
 
 from fcn_keras.models import backbones
-from fcn_keras.models.family_model import check_input_shape
+from fcn_keras.models.family_model import check_channels_last, check_input_shape
 from fcn_keras.models.fast import program as fast_program
 from fcn_keras.models.heads import HEADS, fcn_head, head_layers
 from fcn_keras.models.layers import Preprocessing
@@ -127,17 +127,13 @@ class TwoHeadFCN16s(SegmentationModel):
         num_classes, class_names, palette = resolve_identity(num_classes, class_names, palette)
         geo_classes, geo_names, geo_palette = resolve_identity(None, geometric_class_names, geometric_palette)
         check_input_shape(input_shape)
-        if keras.config.image_data_format() != "channels_last":
-            raise ValueError("fcn_keras models are channels_last; set keras.config.set_image_data_format('channels_last')")
+        check_channels_last()
         preprocessing = preprocessing or ("siftflow" if spec.reference else spec.preprocessing)
 
         with dtype_policy(kwargs.get("dtype")):
             inputs = keras.Input(tuple(input_shape), name="image")
             x = Preprocessing(preprocessing, name="preprocessing")(inputs) if include_preprocessing else inputs
-            if spec.reference:
-                features = backbones.vgg16_trunk(x)
-            else:
-                features = backbones.application_trunk(spec, x, backbone_weights)
+            features = backbones.trunk(spec, x, backbone_weights)
             semantic = _task_head_layers(num_classes, "sem", spec.reference, trainable_upsampling)
             geometric = _task_head_layers(geo_classes, "geo", spec.reference, trainable_upsampling)
             semantic_scores = fcn_head(_HEAD, features, inputs, semantic.__getitem__, spec.reference)
