@@ -57,16 +57,22 @@ def _scope(nodeid: str) -> str:
     return "/".join(parts[:2]) if len(parts) > 2 and parts[1] in _SHARED_BY_PACKAGE else path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _release_models():
-    """After each module, Keras' global state and the module's models go (a worker runs many modules)."""
-    yield
+def release_models() -> None:
+    """Frees the models nothing refers to any more: Keras' global state goes, then the reference cycles
+    (layers, traced functions) that keep a dropped model's 0.5 GB of variables alive until a collection."""
     import gc
     import sys
 
     if "keras" in sys.modules:
         sys.modules["keras"].backend.clear_session()
     gc.collect()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_models():
+    """After each module, Keras' global state and the module's models go (a worker runs many modules)."""
+    yield
+    release_models()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -96,11 +102,27 @@ def pytest_xdist_make_scheduler(config, log):
 # JAX run share what they compiled through JAX's persistent cache in a temporary directory, so each
 # program is compiled once per run rather than once per worker; the directory goes at the end.
 _JAX_CACHE = "FCN_KERAS_TEST_JAX_CACHE"
+# The tests' programs are compiled once and run on tiny inputs: XLA's CPU backend spends more time
+# optimising them than running them (a fifth of the JAX pass's CPU time, measured on test_backbones).
+# Convolutions and matmuls call the same library kernels either way; every test keeps its tolerance.
+_XLA_TEST_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
+# Under `-n 2` on two cores each xdist worker gets one core: TensorFlow's thread pools, sized for the whole
+# machine by default, then only spin and switch (measured: 8 % more CPU time for tests/export and tests/cli).
+# Set before TensorFlow starts in the worker; the processes a test starts inherit it.
+_ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
 
 def pytest_configure(config):
+    workers = int((getattr(config, "workerinput", None) or {}).get("workercount", 1))
+    if workers >= len(os.sched_getaffinity(0)):
+        for name, value in _ONE_THREAD.items():
+            os.environ.setdefault(name, value)
     if os.environ.get("KERAS_BACKEND") != "jax":
         return
+    if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):  # before JAX starts; workers inherit it
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_XLA_TEST_FLAGS}".strip()
     if not hasattr(config, "workerinput"):  # the xdist controller, or a run without workers
         if getattr(config.option, "numprocesses", None) and not os.environ.get(_JAX_CACHE):
             config._fcn_keras_jax_cache = os.environ[_JAX_CACHE] = tempfile.mkdtemp(prefix="fcn-keras-jax-")

@@ -8,6 +8,7 @@ import keras
 
 import fcn_keras
 from fcn_keras.models import HEADS, build_fcn
+from tests.conftest import release_models
 from tests.models import caffe_numpy
 
 ARCHITECTURES = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"]
@@ -26,10 +27,12 @@ def head_params(arch: str, n: int) -> int:
     }[arch]
 
 
-@pytest.fixture(scope="module")
-def models():
-    """One 3-class model per architecture, built once (each has ~134M parameters)."""
-    return {arch: build_fcn(arch, num_classes=3) for arch in ARCHITECTURES}
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def model(request):
+    """One 3-class model of each architecture, built once, one at a time (each has ~134M parameters):
+    pytest runs a module's tests grouped by this parameter and drops a model before building the next."""
+    yield build_fcn(request.param, num_classes=3)
+    release_models()
 
 
 @pytest.mark.backend_agnostic
@@ -47,9 +50,8 @@ def test_fcn8s_has_the_papers_134m_parameters():
 
 
 @pytest.mark.backend_agnostic
-def test_parameter_counts_follow_the_reference_table(models):
-    for arch, model in models.items():
-        assert model.count_params() == TRUNK_PARAMS + head_params(arch, 3), arch
+def test_parameter_counts_follow_the_reference_table(model):
+    assert model.count_params() == TRUNK_PARAMS + head_params(model.name, 3)
 
 
 SIZES = [(1, 1), (1, 2), (2, 1), (3, 5), (16, 17), (31, 32), (33, 33), (64, 63), (97, 100)]
@@ -60,12 +62,11 @@ JAX_SIZES = [(1, 2), (33, 33), (97, 100)]
 
 @pytest.mark.backend_agnostic
 @pytest.mark.parametrize("size", JAX_SIZES if keras.backend.backend() == "jax" else SIZES)
-def test_output_equals_input_size(models, size):
+def test_output_equals_input_size(model, size):
     x = np.random.default_rng(0).uniform(-50, 50, (1, *size, 3)).astype("float32")
-    for arch, model in models.items():
-        y = model(x, training=False)
-        assert tuple(y.shape) == (1, *size, 3), arch
-        assert keras.backend.standardize_dtype(y.dtype) == "float32"
+    y = model(x, training=False)
+    assert tuple(y.shape) == (1, *size, 3)
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
 
 
 def test_reference_geometry_at_500():
@@ -83,7 +84,7 @@ def test_reference_geometry_at_500():
         assert model.get_layer(name).padding == "same"
 
 
-def test_heads_match_the_reference_table(models):
+def test_heads_match_the_reference_table(model):
     # upsampling layers (kernel, stride) and crop offsets, from the reference's net.py
     expected = {
         "fcn32s": ({"upscore": (64, 32)}, {"score": 19}),
@@ -93,29 +94,31 @@ def test_heads_match_the_reference_table(models):
     }
     expected["fcn8s_atonce"] = expected["fcn8s"]
     assert set(HEADS) == set(expected)
-    for arch, model in models.items():
-        ups, crops = expected[arch]
-        found_ups = {l.name: (l.kernel_size[0], l.strides[0]) for l in model.layers
-                     if isinstance(l, keras.layers.Conv2DTranspose)}
-        assert found_ups == ups, arch
-        found_crops = {l.name: l.offset for l in model.layers if isinstance(l, fcn_keras.models.CropToReference)}
-        assert found_crops == crops, arch
-        for name in ups:
-            assert not model.get_layer(name).trainable and not model.get_layer(name).use_bias
+    ups, crops = expected[model.name]
+    found_ups = {l.name: (l.kernel_size[0], l.strides[0]) for l in model.layers
+                 if isinstance(l, keras.layers.Conv2DTranspose)}
+    assert found_ups == ups
+    found_crops = {l.name: l.offset for l in model.layers if isinstance(l, fcn_keras.models.CropToReference)}
+    assert found_crops == crops
+    for name in ups:
+        assert not model.get_layer(name).trainable and not model.get_layer(name).use_bias
 
 
-def test_atonce_scales_are_fixed(models):
-    model = models["fcn8s_atonce"]
+def test_atonce_scales_are_fixed(model):
+    if model.name != "fcn8s_atonce":
+        assert "scale_pool4" not in [layer.name for layer in model.layers]
+        return
     assert model.get_layer("scale_pool4").scale == 0.01
     assert model.get_layer("scale_pool3").scale == 1e-4
     assert not model.get_layer("scale_pool4").weights
 
 
-def test_trainable_upsampling_learns_the_upsampling_layers(models):
-    learned = fcn_keras.fcn8s(num_classes=3, trainable_upsampling=True)
+def test_trainable_upsampling_learns_the_upsampling_layers(model):
+    learned = build_fcn(model.name, num_classes=3, trainable_upsampling=True)
     names = lambda m: {w.path.split("/")[0] for w in m.trainable_weights}
-    assert names(learned) - names(models["fcn8s"]) == {"upscore2", "upscore_pool4", "upscore8"}
-    assert learned.count_params() == models["fcn8s"].count_params()
+    upsampling = {layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose)}
+    assert names(learned) - names(model) == upsampling and upsampling
+    assert learned.count_params() == model.count_params()
 
 
 @pytest.mark.backend_agnostic
@@ -140,11 +143,10 @@ def caffe_case():
     return blobs, caffe_numpy.keras_layouts(blobs), images, trunks
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_equals_caffe_reference_semantics(models, caffe_case, arch):
+def test_equals_caffe_reference_semantics(model, caffe_case):
     """Same weights in Caffe layouts -> same scores as a NumPy rendering of the Caffe net."""
     blobs, layouts, images, trunks = caffe_case
-    model = models[arch]
+    arch = model.name
     caffe_numpy.set_keras_weights(model, layouts)
     for image, trunk in zip(images, trunks):
         expected = caffe_numpy.head(arch, blobs, trunk).transpose(1, 2, 0)
