@@ -110,3 +110,10 @@ def test_bfloat16_segmenter_agrees_with_float32(tmp_path, monkeypatch, model, im
     assert fast.class_names == reference.class_names and fast.receptive_field() == reference.receptive_field()
     assert fast.logits(image).dtype == np.float32
     assert np.mean(fast.segment(image) == reference.segment(image)) >= 0.98
+
+
+def test_the_command_line_offers_the_precisions_the_models_take():
+    from fcn_keras.cli.common import PRECISION_CHOICES
+    from fcn_keras.models import PRECISIONS
+
+    assert PRECISION_CHOICES == PRECISIONS
