@@ -9,6 +9,7 @@ import keras
 
 from fcn_keras.export.graph import require_segmentation_model
 from fcn_keras.models import SegmentationModel
+from fcn_keras.models.precision import check_precision
 
 FORMATS = ("saved_model", "tflite", "onnx")
 
@@ -79,8 +80,6 @@ def export_model(
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
-    from fcn_keras.models.precision import check_precision
-
     if check_precision(precision) != "float32" and format != "saved_model":
         raise ValueError(f"precision={precision!r} applies to format='saved_model' only: TFLite and ONNX compute in "
                          f"float32 (TFLite's own reduced precisions: quantization='float16' or 'int8')")

@@ -92,6 +92,9 @@ def with_precision(model: keras.Model, precision: str) -> keras.Model:
     stay float32 under ``mixed_bfloat16``); its logits are float32 either way.
     A model whose layers each fix their own policy (a plain functional model
     built under float32) cannot be given a new one this way and is refused.
+    The copy is for inference: saved, an FCN or family model writes its float32
+    self (its config names the model's own policy, which stays float32), so
+    save the original and take the copy after loading.
 
     Example:
         >>> from fcn_keras.models import fcn8s
