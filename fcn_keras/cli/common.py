@@ -134,6 +134,26 @@ def add_tiling_options(p: argparse.ArgumentParser) -> None:
                         "the masks equal the whole image's, twice the receptive field's radius; see docs/tiling.md)")
 
 
+PRECISION_CHOICES = ("float32", "bfloat16")
+"""``--precision``'s choices: :data:`fcn_keras.models.precision.PRECISIONS` (that module imports Keras)."""
+
+
+def add_precision_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--precision float32|bfloat16``: what ``what`` computes in (bfloat16 only where the machine has it natively).
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_precision_option(parser, "the network")
+        >>> parser.parse_args([]).precision, parser.parse_args(["--precision", "bfloat16"]).precision
+        ('float32', 'bfloat16')
+    """
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="float32",
+                   help=f"what {what} computes in (default: %(default)s). bfloat16 (Keras' mixed_bfloat16: float32 "
+                        f"weights, inputs and logits) needs native bfloat16: a GPU, or an x86 CPU with AVX512_BF16 "
+                        f"or AMX-BF16, or an Arm CPU with BF16; elsewhere it is emulated, slower than float32, and "
+                        f"refused unless FCN_KERAS_ALLOW_SLOW_BFLOAT16=1 (docs/precision.md)")
+
+
 def tiling_arguments(args: argparse.Namespace) -> tuple[tuple[int, int] | None, int | None]:
     """``(tile, overlap)`` from :func:`add_tiling_options`' arguments; ``--overlap`` alone is refused.
 

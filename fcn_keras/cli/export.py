@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcn_keras.cli.common import CommandError, add_command, images, positive, size
+from fcn_keras.cli.common import CommandError, add_command, add_precision_option, images, positive, size
 from fcn_keras.cli.models import add_weights_options, load_keras_model
 
 
@@ -30,11 +30,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         TF Serving instance polling BASE never sees half a version; it takes raw RGB images (JPEG/PNG
         bytes or uint8 arrays) with the preprocessing inside. --tflite writes a TFLite file with
         builtin ops only (float32, or --quantization float16/int8). With --parity-images DIR both
-        are checked against Keras on those images.
+        are checked against Keras on those images. --precision bfloat16 makes the SavedModel compute
+        in bfloat16 (float32 in and out), for servers with native bfloat16; TFLite keeps its own
+        precisions, so it is exported in a separate command.
         """, """
         fcn-keras export fcn-demo/model.keras --saved-model models/segmenter
         fcn-keras export fcn8s_voc --saved-model /srv/models/fcn8s --version 3 --tflite fcn8s.tflite
         fcn-keras export model.keras --tflite model_int8.tflite --quantization int8 --representative photos/
+        fcn-keras export model.keras --saved-model /srv/models/fast --precision bfloat16
         """)
     p.add_argument("model", metavar="MODEL", help="a zoo name or a .keras file")
     p.add_argument("--saved-model", metavar="BASE", help="TF Serving base directory to export a version into")
@@ -44,6 +47,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--representative", metavar="DIR", help="images to calibrate int8 quantization")
     p.add_argument("--input-size", type=size, metavar="HxW", help="TFLite: a fixed input size (GPU delegates)")
     p.add_argument("--parity-images", metavar="DIR", help="check the exports against Keras on these images")
+    add_precision_option(p, "the SavedModel's network")
     add_weights_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing version or TFLite file")
     p.set_defaults(run=run)
@@ -66,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("nothing to export: give --saved-model BASE and/or --tflite FILE")
     if args.tflite and Path(args.tflite).exists() and not args.overwrite:
         raise CommandError(f"{args.tflite} already exists; pass --overwrite to replace it")
+    if args.precision != "float32" and args.tflite:
+        raise CommandError(f"--precision {args.precision} applies to --saved-model only: TFLite has no bfloat16 "
+                           f"convolutions (its reduced precisions are --quantization float16/int8); export the "
+                           f"TFLite file in a separate command")
     if args.quantization == "int8" and not args.representative:
         raise CommandError("--quantization int8 needs --representative DIR (images to calibrate with)")
     check_images = [str(p) for p in images([args.parity_images])] if args.parity_images else None
@@ -75,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
     results = []
     if args.saved_model:
         results.append(export_model(model, args.saved_model, "saved_model", version=args.version,
-                                    overwrite=args.overwrite, check_images=check_images))
-        print(f"SavedModel: {results[-1]['path']}")
+                                    overwrite=args.overwrite, check_images=check_images,
+                                    precision=args.precision))
+        print(f"SavedModel{'' if args.precision == 'float32' else f' ({args.precision})'}: {results[-1]['path']}")
     if args.tflite:
         results.append(export_model(model, args.tflite, "tflite", overwrite=args.overwrite,
                                     quantization=args.quantization, input_size=args.input_size,

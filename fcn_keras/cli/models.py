@@ -105,13 +105,15 @@ def saved_model_dir(path: Path) -> Path | None:
     return None
 
 
-def load_segmenter(spec: str, weights: str | None = None, verify: bool = True) -> Segmenter:
+def load_segmenter(spec: str, weights: str | None = None, verify: bool = True, precision: str = "float32") -> Segmenter:
     """A :class:`Segmenter` from a zoo name, a ``.keras`` file or a SavedModel directory.
 
     A SavedModel must be an fcn_keras export (its ``predict_images`` signature
     and class names are used); a TF Serving base directory means its highest
     version. A Keras model is given the preprocessing it asks for
-    (``model.input_preprocessing``) and segments with its own class names and palette.
+    (``model.input_preprocessing``) and segments with its own class names and palette,
+    in ``precision`` (:func:`fcn_keras.segmenter.keras_segmenter`); a SavedModel computes in
+    the precision it was exported in.
 
     Example:
         >>> import pathlib, tempfile, numpy as np, fcn_keras
@@ -127,10 +129,13 @@ def load_segmenter(spec: str, weights: str | None = None, verify: bool = True) -
 
     saved = saved_model_dir(Path(spec)) if os.path.isdir(spec) else None
     if saved is not None:
+        if precision != "float32":
+            raise CommandError(f"--precision {precision} applies to Keras models; SavedModel {saved} computes in the "
+                               f"precision it was exported in (fcn-keras export --precision {precision})")
         try:
             return saved_model_segmenter(saved)
         except (FileNotFoundError, KeyError):
             raise CommandError(f"SavedModel {saved} is not an fcn_keras export (no predict_images signature "
                                f"or export.json)") from None
     model = load_keras_model(spec, weights, verify)
-    return keras_segmenter(model, f"{model.name} ({spec})")
+    return keras_segmenter(model, f"{model.name} ({spec})", precision=precision)

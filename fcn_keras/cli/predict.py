@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from fcn_keras.cli.common import (CommandError, add_command, add_tiling_options, images, output_dir,
-                                  tiling_arguments, window_progress)
+from fcn_keras.cli.common import (CommandError, add_command, add_precision_option, add_tiling_options, images,
+                                  output_dir, tiling_arguments, window_progress)
 from fcn_keras.cli.evaluate import add_crf_options, crf_argument
 from fcn_keras.cli.models import MODEL_HELP, add_weights_options, load_segmenter
 
@@ -36,6 +36,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         fcn-keras predict fcn-demo/model.keras fcn-demo/data/JPEGImages --out demo-masks
         fcn-keras predict fcn-demo/saved_model street.jpg --out masks --overwrite
         fcn-keras predict camvid.keras aerial.tif --tile 1024,1024 --overlap 608 --out masks
+        fcn-keras predict camvid.keras street/ --precision bfloat16 --out masks
         fcn-keras predict deeplab.keras photo.jpg --crf --crf-params bi_w=4,bi_xy_std=49 --out masks
         """)
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
@@ -44,6 +45,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the mask in overlays (default: %(default)s)")
     add_weights_options(p)
+    add_precision_option(p, "the network")
     add_tiling_options(p)
     add_crf_options(p)
     p.add_argument("--beam", nargs=argparse.REMAINDER, metavar="BEAM_OPTION",
@@ -79,13 +81,16 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError("--weights applies to zoo models; --beam runs a .keras file or a SavedModel")
         if crf is not None:
             raise CommandError("--crf runs in the local predict only; drop --beam to refine with the dense CRF")
+        if args.precision != "float32":
+            raise CommandError(f"--precision {args.precision} runs in the local predict only; with --beam, "
+                               f"segment with a SavedModel exported with --precision {args.precision}")
         from fcn_keras.beam.predict import run_predict
 
         return run_predict(args.model, args.inputs, args.out, args.beam, alpha=args.alpha, overwrite=args.overwrite,
                            tile=tile, overlap=overlap)
     paths = images(args.inputs)
     out = output_dir(args.out, args.overwrite)
-    segmenter = load_segmenter(args.model, args.weights, not args.no_verify)
+    segmenter = load_segmenter(args.model, args.weights, not args.no_verify, args.precision)
     if tile is not None:
         from PIL import Image
 

@@ -9,6 +9,7 @@ import keras
 
 from fcn_keras.export.graph import require_segmentation_model
 from fcn_keras.models import SegmentationModel
+from fcn_keras.models.precision import check_precision
 
 FORMATS = ("saved_model", "tflite", "onnx")
 
@@ -44,6 +45,7 @@ def export_model(
     representative_data=None,
     check_images: Sequence | None = None,
     verbose: bool = True,
+    precision: str = "float32",
 ) -> dict:
     """Exports a model or ``.keras`` checkpoint; returns ``{"path": ..., "format": ..., "parity": ...}``.
 
@@ -58,7 +60,12 @@ def export_model(
     ``"onnx"``: ``output`` is the ``.onnx`` file (needs the ``onnx`` extra).
     With ``check_images`` (RGB arrays or image file paths), the written file is
     run on them and compared with Keras; ``"parity"`` is then a
-    :class:`ParityReport` dict (else None).
+    :class:`ParityReport` dict (else None). ``precision="bfloat16"``
+    (``format="saved_model"`` only) exports the bfloat16 network
+    (:func:`export_saved_model`); its parity is the ``"bfloat16"`` kind's,
+    pixel agreement with Keras' float32. On a machine without native bfloat16
+    (:func:`fcn_keras.hardware.native_bfloat16`) it warns, since a server may
+    well have it.
 
     Example:
         >>> export_model("runs/fcn8s.h5", "models/fcn")
@@ -73,6 +80,9 @@ def export_model(
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if check_precision(precision) != "float32" and format != "saved_model":
+        raise ValueError(f"precision={precision!r} applies to format='saved_model' only: TFLite and ONNX compute in "
+                         f"float32 (TFLite's own reduced precisions: quantization='float16' or 'int8')")
     if format != "tflite" and (quantization is not None or input_size is not None or representative_data is not None):
         raise ValueError("quantization, input_size and representative_data apply to format='tflite' only")
     model = load_model(source)
@@ -87,11 +97,14 @@ def export_model(
         from fcn_keras.export.parity import parity
         from fcn_keras.export.saved_model import export_saved_model
 
-        path = export_saved_model(model, output, version, overwrite=overwrite, verbose=verbose)
+        if precision == "bfloat16":
+            _warn_if_emulated()
+        path = export_saved_model(model, output, version, overwrite=overwrite, verbose=verbose, precision=precision)
         if images is not None:
             from fcn_keras.export.runner import saved_model_logits
 
-            report = parity("savedmodel", saved_model_logits(path), model, images)
+            kind = "savedmodel" if precision == "float32" else precision
+            report = parity(kind, saved_model_logits(path), model, images)
     elif format == "tflite":
         from fcn_keras.export.parity import tflite_parity
         from fcn_keras.export.tflite import export_tflite
@@ -110,6 +123,17 @@ def export_model(
     if report is not None and verbose:
         print(report)
     return {"path": path, "format": format, "parity": None if report is None else report.as_dict()}
+
+
+def _warn_if_emulated() -> None:
+    import warnings
+
+    from fcn_keras.hardware import native_bfloat16
+
+    if native_bfloat16() is None:
+        warnings.warn("exporting a bfloat16 SavedModel on a machine without native bfloat16: it computes the same "
+                      "here, but slower than float32; serve it where a GPU or AVX512_BF16/AMX-BF16/Arm BF16 is "
+                      "(docs/precision.md)", RuntimeWarning, stacklevel=3)
 
 
 def _refuse_existing(path, overwrite: bool) -> None:

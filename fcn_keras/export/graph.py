@@ -4,8 +4,11 @@ An exported model takes RGB images with values 0-255. What the network
 expects is read from the model, never guessed: when ``model.input_preprocessing``
 names a mode (the model does not apply it itself),
 :func:`fcn_keras.preprocessing.preprocess` with that mode goes in front.
-Computation is float32 (a mixed-precision model is copied to float32 first) and
-the model must map an image to logits of the same height and width.
+Computation is float32 (a mixed-precision model is copied to float32 first,
+:func:`fcn_keras.models.with_precision`) unless ``precision="bfloat16"`` asks
+for the model's ``mixed_bfloat16`` copy (SavedModel only: TFLite has no
+bfloat16 convolutions); inputs and logits are float32 either way. The model
+must map an image to logits of the same height and width.
 
 ``reference=False`` (SavedModel, the Keras side of parity checks) calls the
 model, i.e. its exact fast formulation; ``reference=True`` (TFLite, ONNX) runs
@@ -16,77 +19,16 @@ int8 quantizes the plain convolutions' values well.
 
 from __future__ import annotations
 
-import copy
 from typing import Callable
 
 import keras
 import numpy as np
 
 from fcn_keras.models import SegmentationModel, reference_graph, require_segmentation_model
+from fcn_keras.models.precision import check_precision, with_precision
 from fcn_keras.preprocessing import preprocess
 
 _PROBE_SIZE = (37, 50)  # odd, not a multiple of 32: exposes any crop/pad mistake
-
-
-def _float32_config(config):
-    # A layer config names its dtype policy as a string or as a serialized
-    # DTypePolicy; both spellings of a mixed policy become "float32".
-    if isinstance(config, dict):
-        out = {}
-        for key, value in config.items():
-            if key == "dtype" and isinstance(value, str) and value.startswith("mixed_"):
-                value = "float32"
-            elif key == "dtype" and isinstance(value, dict) and str(value.get("config", {}).get("name", "")).startswith("mixed_"):
-                value = copy.deepcopy(value)
-                value["config"]["name"] = "float32"
-            else:
-                value = _float32_config(value)
-            out[key] = value
-        return out
-    if isinstance(config, list):
-        return [_float32_config(item) for item in config]
-    return config
-
-
-def is_mixed_precision(model: keras.Model) -> bool:
-    """Whether ``model`` or any of its layers (nested models included) computes in float16/bfloat16.
-
-    Example:
-        >>> x = keras.Input((None, None, 3))
-        >>> is_mixed_precision(keras.Model(x, keras.layers.Conv2D(2, 1, dtype="mixed_float16")(x)))
-        True
-    """
-    def walk(layers):
-        for layer in layers:
-            if layer.compute_dtype in ("float16", "bfloat16"):
-                return True
-            if hasattr(layer, "layers") and walk(layer.layers):
-                return True
-        return False
-
-    return model.compute_dtype in ("float16", "bfloat16") or walk(model.layers)
-
-
-def float32_model(model: SegmentationModel) -> SegmentationModel:
-    """``model`` itself when it computes in float32, else a float32 copy (same class, identity and weights).
-
-    TFLite refuses float16/bfloat16 convolutions and a serving signature should
-    not depend on the training policy, so every export computes in float32.
-
-    Example:
-        >>> x = keras.Input((None, None, 3))
-        >>> m = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none")
-        >>> float32_model(m) is m
-        True
-    """
-    if not is_mixed_precision(model):
-        return model
-    config = _float32_config(keras.saving.serialize_keras_object(model))
-    clone = keras.saving.deserialize_keras_object(config)
-    clone.set_weights(model.get_weights())
-    if is_mixed_precision(clone):
-        raise ValueError(f"could not make a float32 copy of model {model.name!r}: some layer kept a mixed policy")
-    return clone
 
 
 def check_same_size(model: keras.Model, min_input_size: int | None = None) -> None:
@@ -120,16 +62,17 @@ def check_same_size(model: keras.Model, min_input_size: int | None = None) -> No
         )
 
 
-def logits_function(model: SegmentationModel, *, reference: bool = False,
-                    check: bool = True) -> tuple[Callable, SegmentationModel, str | None]:
-    """A float32 function ``images (N, H, W, 3), RGB 0-255 -> logits (N, H, W, C)``, and what it runs.
+def logits_function(model: SegmentationModel, *, reference: bool = False, check: bool = True,
+                    precision: str = "float32") -> tuple[Callable, SegmentationModel, str | None]:
+    """A function ``images (N, H, W, 3), RGB 0-255 -> float32 logits (N, H, W, C)``, and what it runs.
 
     Validates ``model`` (a :class:`~fcn_keras.models.SegmentationModel`, and
-    with ``check`` :func:`check_same_size`, which runs it once), copies it to float32 if needed and puts
-    ``model.input_preprocessing`` in front. ``reference=True`` runs the plain
+    with ``check`` :func:`check_same_size`, which runs it once), copies it to
+    ``precision`` (``"float32"`` or ``"bfloat16"``, :func:`fcn_keras.models.with_precision`)
+    if needed and puts ``model.input_preprocessing`` in front. ``reference=True`` runs the plain
     layer-by-layer graph (:func:`fcn_keras.models.reference_graph`) instead of
-    the model's call. Returns ``(fn, float_model, mode)``, ``mode`` being the
-    preprocessing added (None when the model applies its own).
+    the model's call. Returns ``(fn, copy, mode)``, ``copy`` being the model in
+    ``precision`` and ``mode`` the preprocessing added (None when the model applies its own).
 
     Example:
         >>> x = keras.Input((None, None, 3))
@@ -141,8 +84,8 @@ def logits_function(model: SegmentationModel, *, reference: bool = False,
     """
     model = require_segmentation_model(model)
     mode = model.input_preprocessing
-    float_model = float32_model(model)
-    network = reference_graph(float_model) if reference else float_model
+    precise_model = with_precision(model, check_precision(precision))
+    network = reference_graph(precise_model) if reference else precise_model
     if check:
         check_same_size(network, getattr(model, "MIN_INPUT_SIZE", None))  # a reference graph has no attribute
 
@@ -152,7 +95,7 @@ def logits_function(model: SegmentationModel, *, reference: bool = False,
             x = preprocess(x, mode)
         return keras.ops.cast(network(x, training=False), "float32")
 
-    return logits, float_model, mode
+    return logits, precise_model, mode
 
 
 def export_identity(model: SegmentationModel) -> dict:

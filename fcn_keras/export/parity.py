@@ -6,6 +6,7 @@ exports have it). Figures:
 
 - ``max_relative_error``: ``max |candidate - keras| / max |keras|`` over each
   image's logits, worst image (float32 exports: should be <= 1e-4);
+  bfloat16 SavedModels (kind ``"bfloat16"``) pass on pixel agreement >= 99.5 % instead;
 - ``pixel_agreement``: fraction of pixels whose arg-max class agrees;
 - ``mean_iu_vs_keras``: mean IU of the candidate's masks taking Keras' masks as truth;
 - with ``labels``: Keras' and the candidate's mean IU against them (pixels
@@ -27,6 +28,7 @@ from fcn_keras.palette import IGNORE_LABEL
 
 FLOAT32_RELATIVE_TOLERANCE = 1e-4
 QUANTIZED_MIN_AGREEMENT = 0.98
+BFLOAT16_MIN_AGREEMENT = 0.995  # issue 16's target for a trained model (bfloat16 rounds after every layer)
 
 
 def mean_iu(confusion: np.ndarray) -> float:
@@ -73,6 +75,8 @@ class ParityReport:
     def passed(self) -> bool:
         if self.kind in ("float32", "savedmodel", "onnx"):
             return self.max_relative_error <= FLOAT32_RELATIVE_TOLERANCE
+        if self.kind == "bfloat16":
+            return self.pixel_agreement >= BFLOAT16_MIN_AGREEMENT
         return self.pixel_agreement >= QUANTIZED_MIN_AGREEMENT
 
     def as_dict(self) -> dict:

@@ -11,8 +11,10 @@ label, preprocessing, architecture, backbone and zoo card; ``export.json``
 also documents each signature in words, for this model's classes
 (:func:`read_export_info` reads it).
 
-Signatures (all float32 computation, ``model.input_preprocessing`` inside the
-graph, the model's own call — its exact fast formulation):
+Signatures (float32 computation, or bfloat16 when exported with
+``precision="bfloat16"`` — float32 inputs and outputs either way —,
+``model.input_preprocessing`` inside the graph, the model's own call — its
+exact fast formulation):
 
 - ``serving_default``: ``image_bytes`` string ``[N]`` (JPEG or PNG, any sizes) ->
   ``mask`` int32 ``[N, H_max, W_max]`` padded with :data:`MASK_PAD_VALUE`,
@@ -340,6 +342,7 @@ def export_saved_model(
     scores: bool = False,
     verbose: bool = True,
     warmup=True,
+    precision: str = "float32",
 ) -> str:
     """Exports ``model`` as ``base_dir/<version>/``, a SavedModel for TF Serving; returns that path.
 
@@ -349,6 +352,9 @@ def export_saved_model(
             palette, ignore label, preprocessing and card go into the assets; its
             ``input_preprocessing``, if any, into the graph. The graph calls the model
             (its exact fast formulation). Mixed-precision models export float32.
+        precision: ``"bfloat16"`` computes in the model's ``mixed_bfloat16`` copy
+            (:func:`fcn_keras.models.with_precision`), for servers with native bfloat16
+            (docs/precision.md); inputs, logits and scores stay float32.
         base_dir: the model's base path as TF Serving sees it (created if needed).
         version: the version number; ``None`` takes the next after the highest present.
         overwrite: replace an existing ``version`` (refused otherwise).
@@ -395,7 +401,7 @@ def export_saved_model(
     names = _check_names(model.class_names)
     warmup_images = _warmup_images(warmup, max_image_size)
     progress = keras.utils.Progbar(3, verbose=1 if verbose else 0, unit_name="step")
-    logits_fn, _, _ = logits_function(model)
+    logits_fn, _, _ = logits_function(model, precision=precision)
     # One trace of the network that both signatures call: tracing a deep Keras graph is most of an export's time.
     logits_fn = tf.function(logits_fn, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
     functions = build_signatures(logits_fn, max_image_size, scores)
@@ -404,7 +410,7 @@ def export_saved_model(
 
     info = {
         "format": "fcn_keras SavedModel", **export_identity(model), "mask_pad_value": MASK_PAD_VALUE,
-        "max_image_size": max_image_size, "scores": scores, "warmup_requests": len(warmup_images),
+        "precision": precision, "max_image_size": max_image_size, "scores": scores, "warmup_requests": len(warmup_images),
         "jpeg_decoding": "INTEGER_ACCURATE (libjpeg ISLOW, as PIL)", "signatures": signature_docs(names, max_image_size, scores),
         "tensorflow_version": tf.__version__, "keras_version": keras.__version__,
     }
@@ -435,7 +441,7 @@ def read_export_info(export_dir: str | os.PathLike) -> dict:
 
     Keys: ``class_names``, ``palette``, ``ignore_label``, ``preprocessing``,
     ``include_preprocessing``, ``preprocessing_added`` (what the graph applies to
-    its RGB 0-255 input), ``architecture``, ``backbone``, ``card`` (zoo
+    its RGB 0-255 input), ``precision`` (what the network computes in; absent: float32), ``architecture``, ``backbone``, ``card`` (zoo
     provenance or None), ``num_classes``, ``model_name``, ``signatures`` (each
     one's inputs and outputs in words), ``mask_pad_value``, ``max_image_size``,
     ``scores``, ``warmup_requests`` (how many), ``jpeg_decoding``, ``tensorflow_version``, ``keras_version``.

@@ -22,6 +22,7 @@ from fcn_keras.models.layers import (
     Scale,
     bilinear_kernel,
 )
+from fcn_keras.models.precision import PRECISIONS, with_precision
 from fcn_keras.models.pspnet import auxiliary_model, pspnet
 from fcn_keras.models.segmentation_model import SegmentationModel, reference_graph, require_segmentation_model
 from fcn_keras.models.segnet import segnet
@@ -30,9 +31,10 @@ from fcn_keras.models.siftflow import fcn16s_two_heads
 from fcn_keras.models.unet import unet
 
 __all__ = [
-    "ARCHITECTURES", "BACKBONES", "FCN", "HEADS", "BilinearUpsamplingInitializer", "CropToReference", "FamilyModel",
+    "ARCHITECTURES", "BACKBONES", "FCN", "PRECISIONS", "HEADS", "BilinearUpsamplingInitializer", "CropToReference", "FamilyModel",
     "PadToMultiple", "Preprocessing", "Scale", "SegmentationModel", "auxiliary_model", "bilinear_kernel", "build",
     "build_fcn", "cam_classifier", "cam_vgg16", "class_activation_model", "convolutionalize", "deconvnet",
     "deeplab_aspp", "deeplab_largefov", "fcn8s", "fcn8s_atonce", "fcn16s", "fcn16s_two_heads", "fcn32s", "pspnet",
     "rarefy", "reference_graph", "require_segmentation_model", "segnet", "shift_and_stitch", "unet",
+    "with_precision",
 ]
