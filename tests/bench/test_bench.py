@@ -38,6 +38,25 @@ def test_runner_rejects_unknown_benchmarks(tmp_path):
     assert done.returncode == 2 and "nonesuch" in done.stderr and "inference" in done.stderr
 
 
+def test_the_jax_backend_runs_the_backend_aware_benchmarks_and_their_jax_variants(capsys):
+    from bench import bench_inference, bench_train
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:  # parsed before anything is measured
+        main(["--backend", "jax", "--only", "inference", "export", "--out", "/nonexistent"])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and "['export'] run on the TensorFlow backend only" in error, error
+    assert "['inference', 'train']" in error
+    jobs = bench_inference.plan(quick=False, backend="jax")
+    assert {job.backend for job in jobs} == {"jax"}
+    assert {job.variant for job in jobs} == {"call", "predict", "plain", "torch"}
+    assert any(job.policy == "mixed_bfloat16" and job.size == 500 for job in jobs)
+    assert sorted(note.split(":")[0] for note in bench_inference._left_out("jax")) == [
+        "call_malloc", "saved_model", "tflite", "xla"]
+    with pytest.raises(ValueError, match="backend must be one of"):
+        bench_train.plan(quick=True, backend="torch")
+
+
 @pytest.fixture(scope="module")
 def fcn8s_model():
     from fcn_keras.models import build_fcn
