@@ -49,8 +49,9 @@ class FCN8s(nn.Module):
                 x = torch.relu(getattr(self, f"conv{block}_{i}")(x))
             x = nn.functional.max_pool2d(x, 2, 2, ceil_mode=True)
             pools[block] = x
-        x = torch.relu(self.fc6(x))  # dropout is the identity at inference
-        x = torch.relu(self.fc7(x))
+        # drop6/drop7 as the reference's (and the Keras model's): the identity in eval(), on in train().
+        x = nn.functional.dropout(torch.relu(self.fc6(x)), 0.5, self.training)
+        x = nn.functional.dropout(torch.relu(self.fc7(x)), 0.5, self.training)
         up = self.upscore2(self.score_fr(x))
         skip = self.score_pool4(pools[4])[:, :, 5 : 5 + up.shape[2], 5 : 5 + up.shape[3]]
         up = self.upscore_pool4(up + skip)
