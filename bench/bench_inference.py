@@ -50,6 +50,8 @@ BF16 = "mixed_bfloat16"
 SYSTEM_ALLOCATOR = "call_malloc"
 # The variants whose worker builds the Keras model (the others load the exported files).
 MODEL_VARIANTS = ("call", "predict", "xla", "plain", SYSTEM_ALLOCATOR)
+# The peer's width for a job's backbone: VGG16 is the reference; the smoke tests' small network is 1/8 of it.
+PEER_WIDTH = {"vgg16": 1.0, "tiny_vgg": 0.125}
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Job:
     backend: str = "tensorflow"  # Keras' backend in the worker (the torch peer imports neither)
     policy: str = "float32"  # Keras dtype policy set before the model is built
     device: str = "cpu"  # the torch peer's ("auto": cuda where there is one); JAX runs on its default device
-    backbone: str = "vgg16"  # the Keras FCN-8s's ("tiny_vgg": the GPU script's CPU smoke test); the peer is VGG16's
+    backbone: str = "vgg16"  # the Keras FCN-8s's; "tiny_vgg" (smoke tests): the peer at 1/8 width (PEER_WIDTH)
 
 
 def plan(quick: bool, backend: str = "tensorflow") -> list[Job]:
@@ -387,7 +389,7 @@ def torch_inference(job: Job, threads: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     device = torch_device(job.device)
-    net = FCN8s(num_classes=21).eval().to(device)
+    net = FCN8s(num_classes=21, width=PEER_WIDTH[job.backbone]).eval().to(device)
     x = torch.from_numpy(_image(job.size, job.batch).transpose(0, 3, 1, 2).copy()).to(device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     bf16 = job.policy == BF16
@@ -409,10 +411,16 @@ def torch_inference(job: Job, threads: int) -> dict:
 
 
 def torch_device(device: str) -> str:
-    """``device``, with ``"auto"`` resolved to ``"cuda"`` where PyTorch sees a GPU, else ``"cpu"``."""
+    """``device``, with ``"auto"`` resolved to ``"cuda"`` where PyTorch sees a GPU, else ``"cpu"``.
+
+    On CUDA it also turns on cuDNN's autotuner (``cudnn.benchmark``), as a PyTorch user timing fixed
+    shapes would: the untimed warm-up calls pay for it, as XLA's compilation on the Keras side."""
     import torch
 
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+    return device
 
 
 def _torch_name(device: str) -> str:

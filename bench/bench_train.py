@@ -51,7 +51,7 @@ class TrainJob:
     matmul_size: int = MATMUL_SIZE
     backend: str = "tensorflow"
     device: str = "cpu"  # the peer's ("auto": cuda where there is one); Keras on JAX runs on JAX's default device
-    backbone: str = "vgg16"  # the Keras FCN-8s's ("tiny_vgg": smoke tests); the peer is VGG16's
+    backbone: str = "vgg16"  # the Keras FCN-8s's; "tiny_vgg" (smoke tests): the peer at 1/8 width
 
 
 def plan(quick: bool, backend: str = "tensorflow") -> list[TrainJob]:
@@ -216,14 +216,14 @@ def torch_train(job: TrainJob, threads: int | None = None) -> dict:
     """Times the peer's training step (forward, summed cross-entropy, backward, SGD) on ``job.device``."""
     import torch
 
-    from bench.bench_inference import _torch_name, torch_device
+    from bench.bench_inference import PEER_WIDTH, _torch_name, torch_device
     from bench.torch_peer import FCN8s
 
     device = torch_device(job.device)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = FCN8s(num_classes=21).train().to(device)
+    net = FCN8s(num_classes=21, width=PEER_WIDTH[job.backbone]).train().to(device)
     # As the Keras model: the bilinear upsampling is fixed; biases learn at twice the rate, undecayed.
     weights, biases = [], []
     for name, parameter in net.named_parameters():
