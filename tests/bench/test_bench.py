@@ -29,7 +29,8 @@ def test_quick_run_writes_figures_and_a_table(tmp_path, capsys):
         for key in ("median_s", "gflop_per_image", "matmul_gflops", "efficiency", "peak_rss_mb"):
             assert row[key] > 0, (key, row)
     report = (tmp_path / "results.md").read_text()
-    assert "| variant | input | median s |" in report and "| call | 1x64x64 |" in report
+    assert "| variant | backend | precision | input | median s |" in report, report
+    assert "| call | tensorflow | float32 | 1x64x64 |" in report
 
 
 def test_runner_rejects_unknown_benchmarks(tmp_path):
