@@ -22,21 +22,26 @@ _BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 
 
 class FCN8s(nn.Module):
-    """The reference FCN-8s; layer names match fcn_keras' (``conv1_1`` ... ``upscore8``)."""
+    """The reference FCN-8s; layer names match fcn_keras' (``conv1_1`` ... ``upscore8``).
 
-    def __init__(self, num_classes: int = 21):
+    ``width`` scales every layer's channels (1: the reference; the benchmarks' smoke tests take 1/8, which
+    has the same layers, crops and shapes at 1/64 of the arithmetic).
+    """
+
+    def __init__(self, num_classes: int = 21, width: float = 1.0):
         super().__init__()
         channels = 3
         for block, (filters, convs) in enumerate(_BLOCKS, start=1):
             for i in range(1, convs + 1):
                 pad = 100 if (block, i) == (1, 1) else 1
-                setattr(self, f"conv{block}_{i}", nn.Conv2d(channels, filters, 3, padding=pad))
-                channels = filters
-        self.fc6 = nn.Conv2d(512, 4096, 7)
-        self.fc7 = nn.Conv2d(4096, 4096, 1)
-        self.score_fr = nn.Conv2d(4096, num_classes, 1)
-        self.score_pool4 = nn.Conv2d(512, num_classes, 1)
-        self.score_pool3 = nn.Conv2d(256, num_classes, 1)
+                setattr(self, f"conv{block}_{i}", nn.Conv2d(channels, round(filters * width), 3, padding=pad))
+                channels = round(filters * width)
+        fc = round(4096 * width)
+        self.fc6 = nn.Conv2d(channels, fc, 7)
+        self.fc7 = nn.Conv2d(fc, fc, 1)
+        self.score_fr = nn.Conv2d(fc, num_classes, 1)
+        self.score_pool4 = nn.Conv2d(channels, num_classes, 1)
+        self.score_pool3 = nn.Conv2d(round(256 * width), num_classes, 1)
         self.upscore2 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, bias=False)
         self.upscore_pool4 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, bias=False)
         self.upscore8 = nn.ConvTranspose2d(num_classes, num_classes, 16, stride=8, bias=False)
@@ -49,8 +54,9 @@ class FCN8s(nn.Module):
                 x = torch.relu(getattr(self, f"conv{block}_{i}")(x))
             x = nn.functional.max_pool2d(x, 2, 2, ceil_mode=True)
             pools[block] = x
-        x = torch.relu(self.fc6(x))  # dropout is the identity at inference
-        x = torch.relu(self.fc7(x))
+        # drop6/drop7 as the reference's (and the Keras model's): the identity in eval(), on in train().
+        x = nn.functional.dropout(torch.relu(self.fc6(x)), 0.5, self.training)
+        x = nn.functional.dropout(torch.relu(self.fc7(x)), 0.5, self.training)
         up = self.upscore2(self.score_fr(x))
         skip = self.score_pool4(pools[4])[:, :, 5 : 5 + up.shape[2], 5 : 5 + up.shape[3]]
         up = self.upscore_pool4(up + skip)

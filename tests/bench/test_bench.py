@@ -29,13 +29,33 @@ def test_quick_run_writes_figures_and_a_table(tmp_path, capsys):
         for key in ("median_s", "gflop_per_image", "matmul_gflops", "efficiency", "peak_rss_mb"):
             assert row[key] > 0, (key, row)
     report = (tmp_path / "results.md").read_text()
-    assert "| variant | input | median s |" in report and "| call | 1x64x64 |" in report
+    assert "| variant | backend | precision | input | median s |" in report, report
+    assert "| call | tensorflow | float32 | 1x64x64 |" in report
 
 
 def test_runner_rejects_unknown_benchmarks(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bench", "--only", "nonesuch", "--out", str(tmp_path)],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "nonesuch" in done.stderr and "inference" in done.stderr
+
+
+def test_the_jax_backend_runs_the_backend_aware_benchmarks_and_their_jax_variants(capsys):
+    from bench import bench_inference, bench_train
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:  # parsed before anything is measured
+        main(["--backend", "jax", "--only", "inference", "export", "--out", "/nonexistent"])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and "['export'] run on the TensorFlow backend only" in error, error
+    assert "['inference', 'train']" in error
+    jobs = bench_inference.plan(quick=False, backend="jax")
+    assert {job.backend for job in jobs} == {"jax"}
+    assert {job.variant for job in jobs} == {"call", "predict", "plain", "torch"}
+    assert any(job.policy == "mixed_bfloat16" and job.size == 500 for job in jobs)
+    assert sorted(note.split(":")[0] for note in bench_inference._left_out("jax")) == [
+        "call_malloc", "saved_model", "tflite", "xla"]
+    with pytest.raises(ValueError, match="backend must be one of"):
+        bench_train.plan(quick=True, backend="torch")
 
 
 @pytest.fixture(scope="module")
