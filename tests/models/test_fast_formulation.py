@@ -71,23 +71,28 @@ def test_winograd_conv_equals_the_same_convolution(height, width, cin, filters):
 
 
 @backend_agnostic
-def test_winograd_conv_has_the_direct_convolutions_gradients():
-    x, k, target = images(2, 6, 9, 4), images(3, 3, 4, 5), images(2, 6, 9, 5)
+@pytest.mark.parametrize("height, width, cin, filters", [(6, 9, 4, 5), (5, 3, 3, 2)])
+def test_winograd_conv_has_the_direct_convolutions_gradients(height, width, cin, filters):
+    # Winograd has its own gradient (the flipped kernel by Winograd, the kernel's by tap): both arguments'.
+    x, k, target = images(2, height, width, cin), images(3, 3, cin, filters), images(2, height, width, filters)
 
-    def gradient(convolution):
-        k_var = keras.Variable(k)
+    def gradients(convolution):
+        x_var, k_var = keras.Variable(x), keras.Variable(k)
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
             with tf.GradientTape() as tape:
-                loss = ops.sum((convolution(x, k_var) - target) ** 2)
-            return tape.gradient(loss, k_var.value).numpy()
+                loss = ops.sum((convolution(x_var, k_var) - target) ** 2)
+            return [g.numpy() for g in tape.gradient(loss, [x_var.value, k_var.value])]
         import jax
 
-        return np.asarray(jax.grad(lambda kk: ops.sum((convolution(x, kk) - target) ** 2))(k))
+        return [np.asarray(g) for g in
+                jax.grad(lambda xx, kk: ops.sum((convolution(xx, kk) - target) ** 2), argnums=(0, 1))(x, k)]
 
-    np.testing.assert_allclose(gradient(convolutions.winograd_conv),
-                               gradient(lambda x, k: ops.conv(x, k, padding="same")), rtol=1e-4, atol=1e-3)
+    for got, expected in zip(gradients(convolutions.winograd_conv),
+                             gradients(lambda x, k: ops.conv(x, k, padding="same"))):
+        assert np.abs(expected).max() > 0
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
 
 
 @backend_agnostic
