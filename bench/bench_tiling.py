@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from bench.measure import peak_mb, start_peak_window
+
 WORKER_TIMEOUT_S = 3 * 3600
 PROGRESS = "progress: "
 NUM_CLASSES = 11
@@ -143,25 +145,6 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM, the peak resident set
-    except OSError:
-        pass  # then "run peak" includes the setup: still an upper bound
-
-
-def _hwm_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return _rss_mb()
-
-
 def _worker(spec: dict) -> dict:
     import keras
     import tensorflow as tf
@@ -179,7 +162,7 @@ def _worker(spec: dict) -> dict:
     image = np.random.default_rng(0).integers(0, 256, (job.size, job.size, 3), dtype=np.uint8)
     segmenter.logits(image[:64, :64])  # the first call's one-time costs (kernel selection) are not the run's
     setup = _rss_mb()
-    _reset_peak()
+    start_peak_window()  # the run's own peak from here
     if job.kind == "whole":
         start = time.perf_counter()
         segmenter.logits(image)  # the first call at a new size traces the network for it
@@ -187,7 +170,7 @@ def _worker(spec: dict) -> dict:
         start = time.perf_counter()
         logits = segmenter.logits(image)
         seconds = time.perf_counter() - start
-        return {"seconds": seconds, "first_call_s": first, "peak_rss_mb": _rss_mb(), "run_peak_mb": _hwm_mb(),
+        return {"seconds": seconds, "first_call_s": first, "peak_rss_mb": _rss_mb(), "run_peak_mb": peak_mb(),
                 "setup_rss_mb": setup, "logits_mb": logits.nbytes / 2**20}
     exact = exact_overlap(segmenter, (job.tile, job.tile))
     stamps: list[float] = []
@@ -205,7 +188,7 @@ def _worker(spec: dict) -> dict:
     durations = np.diff([start, *stamps])
     full = [d for d, (r, c) in zip(durations, plan) if r.stop - r.start == job.tile and c.stop - c.start == job.tile]
     pixels = sum((r.stop - r.start) * (c.stop - c.start) for r, c in plan)
-    return {"seconds": seconds, "peak_rss_mb": _rss_mb(), "run_peak_mb": _hwm_mb(), "setup_rss_mb": setup,
+    return {"seconds": seconds, "peak_rss_mb": _rss_mb(), "run_peak_mb": peak_mb(), "setup_rss_mb": setup,
             "windows": len(plan), "overlap_used": tiles.overlap, "exact_overlap": exact,
             "receptive_field_radius": segmenter.receptive_field().radius,
             "pixel_overhead": pixels / job.size**2, "median_window_s": float(np.median(full)) if full else None,

@@ -223,6 +223,35 @@ class SegmentationModel(keras.Model):
     def backbone(self) -> str:
         return self._backbone
 
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """``keras.Model.predict``; images that fit one batch run as ``predict_on_batch``, the same compiled step.
+
+        Keras feeds arrays through an input pipeline it builds anew on every call: on TensorFlow a
+        tf.data graph whose functions are traced each time, about 0.3 s per call (measured on a 2-core
+        AMD EPYC: FCN-8s' 500x500 ``predict`` 1.30 s, ``predict_on_batch`` 1.03 s). One batch needs
+        no pipeline. Datasets, generators, several batches, ``steps``, callbacks and several
+        replicas take Keras' own path; no progress bar is shown for the single batch.
+
+        Example:
+            >>> import keras, numpy as np
+            >>> x = keras.Input((None, None, 3))
+            >>> m = SegmentationModel(x, keras.layers.Conv2D(2, 1)(x), architecture="linear", backbone="none")
+            >>> images = np.ones((3, 4, 5, 3), "float32")
+            >>> np.array_equal(m.predict(images), m.predict(images, batch_size=1, verbose=0))
+            True
+        """
+        if steps is None and not callbacks and self._one_batch(x, batch_size):
+            return self.predict_on_batch(x)
+        return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
+
+    def _one_batch(self, x, batch_size) -> bool:
+        strategy = getattr(self, "distribute_strategy", None)  # TensorFlow's
+        if (strategy is not None and strategy.num_replicas_in_sync != 1) or keras.distribution.distribution():
+            return False
+        if not (isinstance(x, np.ndarray) or keras.ops.is_tensor(x)) or len(x.shape) != 4:
+            return False
+        return x.shape[0] is not None and 0 < x.shape[0] <= (batch_size or 32)
+
     @property
     def card(self) -> dict | None:
         """Zoo provenance (name, source, checksum, published metrics), or ``None`` (a copy)."""
