@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -108,6 +109,10 @@ def run(quick: bool = False, out: str | None = None) -> dict:
     """Runs :func:`plan`'s jobs, each in its own process; writes and returns ``gpu.json``'s figures."""
     batch = int(os.environ.get("FCN_KERAS_GPU_TRAIN_BATCH", "32"))
     inference_jobs, training_jobs = plan(quick, "auto", batch)
+    torch_available = importlib.util.find_spec("torch") is not None
+    if not torch_available:  # the peer needs PyTorch (the bench extra), which the GPU machine has: its rows go
+        inference_jobs = [job for job in inference_jobs if job.variant != "torch"]
+        training_jobs = [job for job in training_jobs if job.framework != "torch"]
     started = time.perf_counter()
     inference, training, flops = [], [], {}
     for job in inference_jobs:
@@ -128,6 +133,7 @@ def run(quick: bool = False, out: str | None = None) -> dict:
     figures = {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": quick,
+        "torch_available": torch_available,
         "host": platform.node(),
         "devices": sorted({r["device"] for r in inference + training if "device" in r}),
         "versions": _versions(),

@@ -64,7 +64,9 @@ def fetch(url: str, dest: Path, progress: bool = True, timeout: float = 20.0) ->
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    # A fresh opener reads the proxy settings of now: urlopen's global one keeps those of the process's first
+    # download (Keras' get_file makes it), so a proxy set or cleared since would be ignored.
+    with urllib.request.build_opener().open(request, timeout=timeout) as response:
         if start and getattr(response, "status", None) != 206:
             start = 0  # the server ignored the range: start over
         elif start and not response.headers.get("Content-Range", "").startswith(f"bytes {start}-"):

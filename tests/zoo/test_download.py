@@ -153,3 +153,20 @@ def test_home_defaults_to_the_keras_cache_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("FCN_KERAS_HOME", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     assert zoo.home() == tmp_path / "keras" / "fcn_keras"
+
+
+def test_a_proxy_of_an_earlier_download_in_the_process_is_not_kept(server, tmp_path, monkeypatch):
+    """urlopen's global opener keeps the proxies it saw first (Keras' get_file makes it); fetch reads them anew."""
+    import urllib.request
+
+    from fcn_keras.zoo.downloads import fetch
+
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # the discard port: connections fail at once
+    try:
+        urllib.request.install_opener(urllib.request.build_opener())  # the global opener, made under the proxy
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{server}/through-the-proxy", timeout=5)
+        monkeypatch.delenv("http_proxy")
+        assert fetch(f"{server}/payload", tmp_path / "payload", progress=False).read_bytes() == PAYLOAD
+    finally:
+        urllib.request.install_opener(urllib.request.build_opener())  # as the environment is now
