@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.bench_export import VOC_MINI
+
 SIZE = int(os.environ.get("FCN_KERAS_BENCH_TFLITE_SIZE", 500))
 CALIBRATION = 8
-VOC_MINI = Path(os.environ.get("FCN_KERAS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "voc-mini"
 
 
 def _model(num_classes: int = 21):
